@@ -1,0 +1,80 @@
+"""Training throughput: the Trainer against a bare loop of the same D-then-G step.
+
+    python benchmarks/train_throughput.py params/quick.yaml --steps 100
+
+For each variant (fp32, bf16 autocast, channels_last) it times ``Trainer.fit`` over one epoch
+of ``--steps`` steps (logging, progress bar, sample grid and checkpoint included) and a bare
+loop that calls the same ``Trainer.train_step`` on the same batches with nothing else, and
+prints images/s for both and their ratio. Best of ``--repeats`` alternating runs.
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+
+import torch
+
+from gan_core import config as config_lib
+from gan_core.cli import parse_overrides
+from gan_core.train import Trainer, epoch_seed, seed_everything
+
+VARIANTS = {
+    "fp32": {},
+    "bf16": {"train.precision": "bf16"},
+    "channels_last": {"train.channels_last": True},
+    "bf16+channels_last": {"train.precision": "bf16", "train.channels_last": True},
+}
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def bare_loop(trainer: Trainer) -> float:
+    """Seconds for one epoch of bare ``train_step`` calls."""
+    t = trainer.config.train
+    seed_everything(epoch_seed(t.seed, 1))
+    sync(trainer.device)
+    start = time.perf_counter()
+    for real, _ in trainer.data.batches(t.batch_size, epoch_seed(t.seed, 1)):
+        trainer.train_step(real)
+    sync(trainer.device)
+    return time.perf_counter() - start
+
+
+def full_trainer(trainer: Trainer) -> float:
+    """Seconds for ``Trainer.fit`` over one epoch (log rows, bar, grid, checkpoint)."""
+    start = time.perf_counter()
+    trainer.fit(progress=True)
+    sync(trainer.device)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("config")
+    parser.add_argument("--steps", type=int, default=100, help="steps per timed epoch")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--variants", default="fp32,bf16,channels_last")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args()
+    base = config_lib.load(args.config, parse_overrides(args.set))
+    images = args.steps * base.train.batch_size
+    print(f"{args.config}: {args.steps} steps of {base.train.batch_size}, threads {torch.get_num_threads()}")
+    print(f"{'variant':<20}{'bare img/s':>12}{'trainer img/s':>15}{'ratio':>8}")
+    for name in args.variants.split(","):
+        config = base.replace({**VARIANTS[name], "data.subset": images, "train.epochs": 1})
+        bare, full = float("inf"), float("inf")
+        for _ in range(args.repeats):
+            with tempfile.TemporaryDirectory() as tmp:
+                trainer = Trainer(config, tmp)
+                trainer.train_step(trainer.data.images[: config.train.batch_size])  # warm-up
+                bare = min(bare, bare_loop(trainer))
+                full = min(full, full_trainer(trainer))  # same warm trainer: trains its epoch 1
+        print(f"{name:<20}{images / bare:>12.0f}{images / full:>15.0f}{bare / full:>8.3f}")
+
+
+if __name__ == "__main__":
+    main()

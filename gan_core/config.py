@@ -1,0 +1,265 @@
+"""The experiment config: frozen, typed sections loaded from YAML over defaults.
+
+A config file is a short diff from the defaults below. Unknown keys, wrong types and
+impossible values fail at load time with ``file: key: message``, before any work starts.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+DATASETS = ("fashion-mnist", "mnist", "digits", "cifar10", "flowers102", "imagefolder")
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the file, key and value."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: Literal["fashion-mnist", "mnist", "digits", "cifar10", "flowers102", "imagefolder"] = "fashion-mnist"
+    root: str | None = None  # None: the data set's default place (e.g. Debian's for fashion-mnist)
+    download: bool = False  # only torchvision sets, and only when asked
+    split: Literal["train", "test"] = "train"
+    image_size: int = 28  # images are resized to this; the DCGAN is built for it
+    channels: int | None = None  # None: the data set's own (1 or 3); else converted to 1 or 3
+    subset: int | None = None  # keep N images
+    subset_mode: Literal["first", "random"] = "first"  # random: a fixed subset drawn with train.seed
+    classes: tuple[Union[int, str], ...] | None = None  # keep only these classes (ids or names)
+    center_crop: bool = True  # image folders: resize the short side, then crop the centre
+    hflip: bool = False  # image folders: random horizontal flips
+    vflip: bool = False  # image folders: random vertical flips
+    workers: int = 0  # DataLoader workers for image folders
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    arch: Literal["dcgan"] = "dcgan"
+    latent_dim: int = 100
+    ngf: int = 64  # generator width (channels of its last hidden layer)
+    ndf: int = 64  # discriminator width (channels of its first layer)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    kind: Literal["bce", "mse"] = "bce"  # bce: non-saturating GAN; mse: least squares (LSGAN)
+    real_label: float = 1.0  # 0.9 is one-sided label smoothing (Salimans et al. 2016)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    name: Literal["adam", "sgd"] = "adam"
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)  # Radford et al. 2015
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    momentum: float = 0.0  # sgd only
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 5
+    batch_size: int = 128
+    seed: int = 0
+    sample_every: int = 1  # epochs between fixed-noise grids (one is always drawn at the end)
+    checkpoint_every: int = 1  # epochs between checkpoints (one is always written at the end)
+    log_every: int = 50  # steps between rows of log.csv
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # bf16: autocast on CPU and CUDA; fp16: CUDA
+    channels_last: bool = False
+    threads: int = 0  # torch CPU threads; 0 leaves torch's default
+    num_samples: int = 64  # images in each fixed-noise grid
+    progress: bool = True  # tqdm bar
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim_g: OptimConfig = field(default_factory=OptimConfig)
+    optim_d: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (tuples as lists), as written to config.yaml."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def hash(self) -> str:
+        """Stable 12-hex-digit hash of the resolved config."""
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    def replace(self, overrides: dict[str, Any], source: str = "overrides") -> "Config":
+        """A new config with dotted-key overrides (``{"train.epochs": 3}``) applied."""
+        return from_dict(merge(self.to_dict(), unflatten(overrides)), source)
+
+
+def dcgan_base_size(image_size: int) -> int | None:
+    """Spatial size of the DCGAN's first feature map (4 or 7), or None if it cannot build the size.
+
+    A DCGAN doubles the size per layer, so an image of 4·2^n or 7·2^n pixels (n >= 2) works:
+    28 (MNIST), 32, 64, 128, 256.
+    """
+    for base in (4, 7):
+        size = base * 4
+        while size < image_size:
+            size *= 2
+        if size == image_size:
+            return base
+    return None
+
+
+def unflatten(overrides: dict[str, Any]) -> dict[str, Any]:
+    """``{"a.b": 1}`` -> ``{"a": {"b": 1}}``."""
+    out: dict[str, Any] = {}
+    for key, value in overrides.items():
+        node = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
+
+
+def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """Recursive dict merge; ``update`` wins."""
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
+    """Load a YAML config over the defaults, apply dotted-key overrides, validate."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    return from_dict(merge(raw, unflatten(overrides or {})), str(path))
+
+
+def from_dict(raw: dict[str, Any], source: str = "config") -> Config:
+    """Build and validate a Config from a nested dict; errors name ``source: key``."""
+    config = _build(Config, raw, source, "")
+    _check_values(config, source)
+    return config
+
+
+def _build(cls: type, raw: Any, source: str, prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: {prefix.rstrip('.') or 'config'} must be a mapping (got {raw!r})")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    for key in raw:
+        if key not in fields:
+            known = ", ".join(fields)
+            raise ConfigError(f"{source}: unknown key {prefix}{key} (known: {known})")
+    values = {}
+    for name, value in raw.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            values[name] = _build(hint, value, source, f"{prefix}{name}.")
+        else:
+            values[name] = _coerce(value, hint, source, prefix + name)
+    return cls(**values)
+
+
+def _coerce(value: Any, hint: Any, source: str, key: str) -> Any:
+    """Check ``value`` against a type hint; ints become floats where a float is wanted."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        for arg in args:
+            try:
+                return _coerce(value, arg, source, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{source}: {key} must be {_describe(hint)} (got {value!r})")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{source}: {key} must be one of {', '.join(map(repr, args))} (got {value!r})")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{source}: {key} must be a list (got {value!r})")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], source, key) for v in value)
+        if len(value) != len(args):
+            raise ConfigError(f"{source}: {key} must have {len(args)} items (got {value!r})")
+        return tuple(_coerce(v, a, source, key) for v, a in zip(value, args))
+    if hint is type(None):
+        if value is not None:
+            raise ConfigError(f"{source}: {key} must be null (got {value!r})")
+        return None
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is float and isinstance(value, str):
+        try:  # YAML 1.1 reads "2e-4" as a string
+            return float(value)
+        except ValueError:
+            pass
+    if hint in (int, float, str, bool) and (type(value) is not hint):
+        raise ConfigError(f"{source}: {key} must be {_describe(hint)} (got {value!r})")
+    return value
+
+
+def _describe(hint: Any) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false", type(None): "null"}
+    if hint in names:
+        return names[hint]
+    args = typing.get_args(hint)
+    return " or ".join(_describe(a) if a in names else str(a) for a in args) or str(hint)
+
+
+def _check_values(c: Config, source: str) -> None:
+    """Value checks that types cannot express."""
+
+    def need(ok: bool, key: str, rule: str, value: Any) -> None:
+        if not ok:
+            raise ConfigError(f"{source}: {key} {rule} (got {value!r})")
+
+    size = c.data.image_size
+    need(dcgan_base_size(size) is not None, "data.image_size",
+         "must be a size a DCGAN can build: 28, 32, 64, 128 or 256", size)
+    need(c.data.channels in (None, 1, 3), "data.channels", "must be 1, 3 or null", c.data.channels)
+    need(c.data.subset is None or c.data.subset > 0, "data.subset", "must be > 0", c.data.subset)
+    need(c.data.workers >= 0, "data.workers", "must be >= 0", c.data.workers)
+    need(c.data.name != "imagefolder" or c.data.root is not None, "data.root",
+         "must name the folder of images when data.name is imagefolder", c.data.root)
+    for key in ("latent_dim", "ngf", "ndf"):
+        need(getattr(c.model, key) > 0, f"model.{key}", "must be > 0", getattr(c.model, key))
+    need(0.0 < c.loss.real_label <= 1.0, "loss.real_label", "must be in (0, 1]", c.loss.real_label)
+    for net in ("optim_g", "optim_d"):
+        opt: OptimConfig = getattr(c, net)
+        need(opt.lr > 0, f"{net}.lr", "must be > 0", opt.lr)
+        need(all(0.0 <= b < 1.0 for b in opt.betas), f"{net}.betas", "must be in [0, 1)", list(opt.betas))
+        need(opt.eps > 0, f"{net}.eps", "must be > 0", opt.eps)
+        need(opt.weight_decay >= 0, f"{net}.weight_decay", "must be >= 0", opt.weight_decay)
+        need(opt.momentum >= 0, f"{net}.momentum", "must be >= 0", opt.momentum)
+    t = c.train
+    for key in ("epochs", "batch_size", "sample_every", "checkpoint_every", "log_every", "num_samples"):
+        need(getattr(t, key) > 0, f"train.{key}", "must be > 0", getattr(t, key))
+    need(t.threads >= 0, "train.threads", "must be >= 0", t.threads)
+    need(c.data.subset is None or c.data.subset >= t.batch_size, "data.subset",
+         f"must hold at least one batch (train.batch_size = {t.batch_size})", c.data.subset)
+
+
+def save(config: Config, path: str | Path) -> None:
+    """Write the resolved config as YAML."""
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))

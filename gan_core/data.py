@@ -1,0 +1,272 @@
+"""Data sets as batches of images in [-1, 1] with integer labels.
+
+Small sets (digits, MNIST, Fashion-MNIST, CIFAR-10) are held in memory as one tensor and
+shuffled with a seeded permutation per epoch. Image folders (Flowers102, any ImageFolder)
+stream from disk through a DataLoader with resize, crop and flips.
+"""
+from __future__ import annotations
+
+import gzip
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from .config import Config, DataConfig
+
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+
+
+class DataError(RuntimeError):
+    """A data set that cannot be found or read; the message says how to get it."""
+
+
+@dataclass
+class ImageData:
+    """A data set ready for training: ``len``, ``shape`` (C, H, W), class names, and epochs of batches."""
+
+    name: str
+    classes: Sequence[str]
+    shape: tuple[int, int, int]
+    size: int
+    images: torch.Tensor | None = None  # (N, C, H, W) in [-1, 1] when held in memory
+    labels: torch.Tensor | None = None  # (N,) int64
+    dataset: Dataset | None = None  # when streamed from disk
+    workers: int = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def to(self, device: torch.device) -> "ImageData":
+        """Move an in-memory set to ``device`` (no-op for streamed sets)."""
+        if self.images is not None:
+            self.images, self.labels = self.images.to(device), self.labels.to(device)
+        return self
+
+    def batches(self, batch_size: int, seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One epoch of full batches in an order fixed by ``seed``."""
+        generator = torch.Generator().manual_seed(seed)
+        if self.images is not None:
+            order = torch.randperm(self.size, generator=generator).to(self.images.device)
+            for start in range(0, self.size - batch_size + 1, batch_size):
+                idx = order[start:start + batch_size]
+                yield self.images[idx], self.labels[idx]
+            return
+        loader = DataLoader(self.dataset, batch_size=batch_size, shuffle=True, drop_last=True,
+                            num_workers=self.workers, generator=generator,
+                            persistent_workers=False, pin_memory=torch.cuda.is_available())
+        yield from loader
+
+    def sample(self, n: int, seed: int = 0) -> torch.Tensor:
+        """``n`` images (N, C, H, W) drawn with a fixed seed, e.g. for real-vs-fake panels."""
+        return next(self.batches(min(n, self.size), seed))[0]
+
+
+def load_data(config: Config) -> ImageData:
+    """The data set named by ``config.data``, resized to ``data.image_size``.
+
+    Raises:
+        DataError: the data set is missing, with the command or setting that provides it.
+    """
+    c = config.data
+    loaders = {"fashion-mnist": _fashion_mnist, "mnist": _mnist, "digits": _digits,
+               "cifar10": _cifar10, "flowers102": _flowers102, "imagefolder": _imagefolder}
+    data = loaders[c.name](c)
+    if data.images is not None:
+        return _finish_tensor(data, c, config.train.seed)
+    return _finish_stream(data, c, config.train.seed)
+
+
+def _finish_tensor(data: ImageData, c: DataConfig, seed: int) -> ImageData:
+    """Filter, subset, convert channels and resize an in-memory set; scale uint8 to [-1, 1]."""
+    keep = _select(data.labels, data.classes, c, seed)
+    images, labels = data.images[keep], data.labels[keep]
+    images = images.float().div_(127.5).sub_(1.0)  # uint8 (N, C, H, W) -> [-1, 1]
+    if c.channels == 1 and images.shape[1] == 3:
+        images = images.mean(1, keepdim=True)
+    elif c.channels == 3 and images.shape[1] == 1:
+        images = images.expand(-1, 3, -1, -1)
+    if images.shape[-1] != c.image_size:
+        images = F.interpolate(images, size=(c.image_size, c.image_size), mode="bilinear",
+                               antialias=True, align_corners=False).clamp_(-1, 1)
+    data.images, data.labels = images.contiguous(), labels.long()
+    data.size, data.shape = len(labels), tuple(images.shape[1:])
+    return data
+
+
+def _finish_stream(data: ImageData, c: DataConfig, seed: int) -> ImageData:
+    labels = torch.as_tensor(_targets(data.dataset))
+    keep = _select(labels, data.classes, c, seed)
+    data.dataset, data.size = Subset(data.dataset, keep.tolist()), len(keep)
+    data.shape = (c.channels or 3, c.image_size, c.image_size)
+    data.workers = c.workers
+    return data
+
+
+def _select(labels: torch.Tensor, classes: Sequence[str], c: DataConfig, seed: int) -> torch.Tensor:
+    """Indices kept by the class filter and the subset."""
+    keep = torch.arange(len(labels))
+    if c.classes is not None:
+        ids = [_class_id(name, classes, c) for name in c.classes]
+        keep = keep[torch.isin(labels, torch.tensor(ids))]
+    if c.subset is not None and c.subset < len(keep):
+        if c.subset_mode == "random":
+            keep = keep[torch.randperm(len(keep), generator=torch.Generator().manual_seed(seed))]
+        keep = keep[:c.subset].sort().values
+    if len(keep) == 0:
+        raise DataError(f"{c.name}: data.classes = {c.classes} and data.subset = {c.subset} leave no images")
+    return keep
+
+
+def _class_id(name: int | str, classes: Sequence[str], c: DataConfig) -> int:
+    if isinstance(name, int) and 0 <= name < len(classes):
+        return name
+    if name in classes:
+        return list(classes).index(name)
+    raise DataError(f"data.classes: {name!r} is not a class of {c.name} (classes: {list(classes)})")
+
+
+def _targets(dataset: Dataset) -> list[int]:
+    for attr in ("targets", "_labels"):
+        if hasattr(dataset, attr):
+            return list(getattr(dataset, attr))
+    raise DataError(f"cannot read labels of {type(dataset).__name__}")
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (gzipped or not), as MNIST-style sets ship."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def _find_idx(folder: Path, prefix: str) -> tuple[Path, Path] | None:
+    for suffix in (".gz", ""):
+        images = folder / f"{prefix}-images-idx3-ubyte{suffix}"
+        labels = folder / f"{prefix}-labels-idx1-ubyte{suffix}"
+        if images.exists() and labels.exists():
+            return images, labels
+    return None
+
+
+def _fashion_mnist(c: DataConfig) -> ImageData:
+    prefix = "train" if c.split == "train" else "t10k"
+    roots = [Path(c.root), Path(c.root) / "FashionMNIST" / "raw"] if c.root else [DEBIAN_FASHION_MNIST]
+    found = next((f for f in map(lambda r: _find_idx(r, prefix), roots) if f), None)
+    if found is None and c.download:
+        from torchvision.datasets import FashionMNIST
+        FashionMNIST(c.root or "data", train=c.split == "train", download=True)
+        found = _find_idx(Path(c.root or "data") / "FashionMNIST" / "raw", prefix)
+    if found is None:
+        where = ", ".join(str(r) for r in roots)
+        raise DataError(
+            f"Fashion-MNIST not found in {where}; install it with "
+            "'apt-get install dataset-fashion-mnist' (as root), set data.root to a folder with "
+            f"the IDX files ({prefix}-images-idx3-ubyte[.gz]), or set data.download: true")
+    images, labels = (torch.from_numpy(read_idx(p).copy()) for p in found)
+    return ImageData("fashion-mnist", FASHION_MNIST_CLASSES, (1, 28, 28), len(labels),
+                     images=images[:, None], labels=labels)
+
+
+def _torchvision(cls: type, c: DataConfig, how: str, **kwargs) -> Dataset:
+    root = c.root or "data"
+    try:
+        return cls(root, download=c.download, **kwargs)
+    except RuntimeError as err:
+        raise DataError(
+            f"{c.name} not found under data.root = {root!r} ({err}); put a copy there "
+            f"({how}) or set data.download: true on a machine with internet") from None
+
+
+def _mnist(c: DataConfig) -> ImageData:
+    from torchvision.datasets import MNIST
+    ds = _torchvision(MNIST, c, "MNIST/raw/*-idx?-ubyte", train=c.split == "train")
+    return ImageData("mnist", [str(i) for i in range(10)], (1, 28, 28), len(ds),
+                     images=ds.data[:, None].clone(), labels=ds.targets.clone())
+
+
+def _cifar10(c: DataConfig) -> ImageData:
+    from torchvision.datasets import CIFAR10
+
+    class LocalCIFAR10(CIFAR10):
+        # torchvision checks MD5s of the batches at every load; we check that they exist
+        # (a download is still verified by torchvision). _load_meta checks batches.meta's MD5
+        # on its own; md5 None makes that an exists check too.
+        meta = {**CIFAR10.meta, "md5": None}
+
+        def _check_integrity(self) -> bool:
+            base = Path(self.root) / self.base_folder
+            return all((base / name).exists() for name, _ in self.train_list + self.test_list)
+
+    ds = _torchvision(LocalCIFAR10, c, "cifar-10-batches-py/", train=c.split == "train")
+    images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()  # (N, H, W, C) -> (N, C, H, W)
+    return ImageData("cifar10", ds.classes, (3, 32, 32), len(ds), images=images,
+                     labels=torch.tensor(ds.targets))
+
+
+def _digits(c: DataConfig) -> ImageData:
+    from sklearn.datasets import load_digits
+    digits = load_digits()
+    images = torch.from_numpy(digits.images * (255.0 / 16.0)).round().to(torch.uint8)  # 0..16 -> 0..255
+    labels = torch.from_numpy(digits.target)
+    # scikit-learn ships one split of 1,797 images: the first 1,500 train, the rest test
+    cut = slice(0, 1500) if c.split == "train" else slice(1500, None)
+    return ImageData("digits", [str(i) for i in range(10)], (1, 8, 8), len(labels[cut]),
+                     images=images[cut, None], labels=labels[cut])
+
+
+def image_transform(c: DataConfig):
+    """Resize (short side), centre crop or squash, flips, [-1, 1]: the transform for image folders.
+
+    torchvision's folder loaders open images as RGB; ``data.channels: 1`` makes them grey.
+    """
+    from torchvision import transforms as T
+    size = c.image_size
+    steps = [T.Resize(size), T.CenterCrop(size)] if c.center_crop else [T.Resize((size, size))]
+    if c.hflip:
+        steps.append(T.RandomHorizontalFlip())
+    if c.vflip:
+        steps.append(T.RandomVerticalFlip())
+    if c.channels == 1:
+        steps.append(T.Grayscale(1))
+    channels = c.channels or 3
+    steps += [T.ToTensor(), T.Normalize([0.5] * channels, [0.5] * channels)]
+    return T.Compose(steps)
+
+
+def _imagefolder(c: DataConfig) -> ImageData:
+    from torchvision.datasets import ImageFolder
+    root = Path(c.root)
+    if not root.is_dir():
+        raise DataError(f"data.root = {str(root)!r} is not a folder; imagefolder wants ROOT/CLASS/IMAGE files")
+    try:
+        ds = ImageFolder(str(root), transform=image_transform(c))
+    except (FileNotFoundError, RuntimeError) as err:
+        raise DataError(f"data.root = {str(root)!r}: {err}") from None
+    return ImageData("imagefolder", ds.classes, (3, c.image_size, c.image_size), len(ds), dataset=ds)
+
+
+def _flowers102(c: DataConfig) -> ImageData:
+    from torchvision.datasets import Flowers102
+
+    class LocalFlowers102(Flowers102):
+        # exists-only check, as for CIFAR-10 above
+        def _check_integrity(self) -> bool:
+            base = Path(self._base_folder)
+            return (base / "jpg").is_dir() and all(
+                (base / self._file_dict[k][0]).exists() for k in ("label", "setid"))
+
+    split = "train" if c.split == "train" else "test"
+    ds = _torchvision(LocalFlowers102, c, "flowers-102/jpg, imagelabels.mat, setid.mat",
+                      split=split, transform=image_transform(c))
+    classes = [str(i) for i in range(102)]
+    return ImageData("flowers102", classes, (3, c.image_size, c.image_size), len(ds), dataset=ds)

@@ -1,0 +1,39 @@
+"""GAN losses on discriminator logits.
+
+Every loss takes raw logits, never probabilities: ``binary_cross_entropy_with_logits`` is
+stable and safe under autocast, where Sigmoid + BCELoss is not.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .config import LossConfig
+
+
+class GANLoss:
+    """D and G objectives of one kind, with one-sided label smoothing for real images."""
+
+    def __init__(self, config: LossConfig):
+        self.kind, self.real_label = config.kind, config.real_label
+
+    def d_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+        """Discriminator loss on real and (detached) fake logits, each (B,)."""
+        real_target = torch.full_like(real_logits, self.real_label)
+        fake_target = torch.zeros_like(fake_logits)
+        if self.kind == "bce":  # -log D(x) - log(1 - D(G(z))), as pytorch/examples sums them
+            return (F.binary_cross_entropy_with_logits(real_logits, real_target)
+                    + F.binary_cross_entropy_with_logits(fake_logits, fake_target))
+        # LSGAN (Mao et al. 2017, https://arxiv.org/abs/1611.04076), a=0, b=1: 1/2 E[(D(x)-b)^2] + 1/2 E[(D(G(z))-a)^2]
+        return 0.5 * (F.mse_loss(real_logits, real_target) + F.mse_loss(fake_logits, fake_target))
+
+    def g_loss(self, fake_logits: torch.Tensor) -> torch.Tensor:
+        """Generator loss on fake logits (B,): non-saturating -log D(G(z)), or LSGAN's c=1."""
+        target = torch.ones_like(fake_logits)
+        if self.kind == "bce":
+            return F.binary_cross_entropy_with_logits(fake_logits, target)
+        return 0.5 * F.mse_loss(fake_logits, target)
+
+    def prob(self, logits: torch.Tensor) -> torch.Tensor:
+        """D's output read as 'probability of real': sigmoid for BCE, the raw output for LSGAN."""
+        return torch.sigmoid(logits) if self.kind == "bce" else logits

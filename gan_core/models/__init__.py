@@ -1,0 +1,25 @@
+"""Generator and discriminator networks, built from a Config."""
+from __future__ import annotations
+
+from torch import nn
+
+from ..config import Config
+from .dcgan import DCGANDiscriminator, DCGANGenerator, dcgan_init
+
+
+def build_models(config: Config, channels: int) -> tuple[nn.Module, nn.Module]:
+    """Generator and discriminator for ``config.model`` and images of ``channels`` channels."""
+    m, size = config.model, config.data.image_size
+    g = DCGANGenerator(m.latent_dim, channels, size, m.ngf)
+    d = DCGANDiscriminator(channels, size, m.ndf)
+    g.apply(dcgan_init)
+    d.apply(dcgan_init)
+    return g, d
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+__all__ = ["DCGANDiscriminator", "DCGANGenerator", "build_models", "count_parameters", "dcgan_init"]

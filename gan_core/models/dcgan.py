@@ -1,0 +1,75 @@
+"""DCGAN (Radford et al. 2015, https://arxiv.org/abs/1511.06434) for 28 to 256 px.
+
+Layers are derived from the image size: the generator starts from a 4x4 map (7x7 for 28 px)
+and doubles it per transposed convolution; the discriminator mirrors it. The first map is
+``ngf * 2**(n - 1)`` channels wide for ``n`` doublings, halving each layer (so ngf is the width of
+the last hidden layer, as in pytorch/examples' dcgan at 64 px: ngf*8 x 4 x 4).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..config import dcgan_base_size
+
+
+def _doublings(image_size: int) -> tuple[int, int]:
+    base = dcgan_base_size(image_size)
+    if base is None:
+        raise ValueError(f"a DCGAN cannot build {image_size} px images (use 28, 32, 64, 128 or 256)")
+    return base, int(math.log2(image_size // base))
+
+
+class DCGANGenerator(nn.Module):
+    """z (B, latent_dim) -> image (B, channels, size, size) in [-1, 1] (Tanh)."""
+
+    def __init__(self, latent_dim: int, channels: int, image_size: int, ngf: int = 64):
+        super().__init__()
+        base, n = _doublings(image_size)
+        self.latent_dim, self.image_size = latent_dim, image_size
+        width = ngf * 2 ** (n - 1)
+        layers: list[nn.Module] = [  # (B, nz, 1, 1) -> (B, width, base, base)
+            nn.ConvTranspose2d(latent_dim, width, base, 1, 0, bias=False),
+            nn.BatchNorm2d(width), nn.ReLU(True)]
+        for _ in range(n - 1):  # each: (B, w, s, s) -> (B, w/2, 2s, 2s)
+            layers += [nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=False),
+                       nn.BatchNorm2d(width // 2), nn.ReLU(True)]
+            width //= 2
+        layers += [nn.ConvTranspose2d(width, channels, 4, 2, 1, bias=False), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z[:, :, None, None])
+
+
+class DCGANDiscriminator(nn.Module):
+    """image (B, channels, size, size) -> logit (B,). No Sigmoid: losses work on logits."""
+
+    def __init__(self, channels: int, image_size: int, ndf: int = 64):
+        super().__init__()
+        base, n = _doublings(image_size)
+        width = ndf
+        layers: list[nn.Module] = [  # no BatchNorm on the input layer (Radford et al.)
+            nn.Conv2d(channels, width, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)]
+        for _ in range(n - 1):  # each: (B, w, s, s) -> (B, 2w, s/2, s/2)
+            layers += [nn.Conv2d(width, width * 2, 4, 2, 1, bias=False),
+                       nn.BatchNorm2d(width * 2), nn.LeakyReLU(0.2, True)]
+            width *= 2
+        layers.append(nn.Conv2d(width, 1, base, 1, 0, bias=False))  # (B, w, base, base) -> (B, 1, 1, 1)
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).flatten()
+
+
+def dcgan_init(module: nn.Module) -> None:
+    """Conv weights N(0, 0.02); BatchNorm weight N(1, 0.02), bias 0 (Radford et al. 2015)."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)

@@ -1,0 +1,380 @@
+"""One trainer for GANs: seeded, logged, sampled, checkpointed and resumable.
+
+Per iteration (Goodfellow et al. 2014; pytorch/examples dcgan): one generator pass, a D step
+on the real batch and the detached fake batch, then a G step on the same fake batch.
+Statistics stay on the device and are read once per ``log_every`` steps, so logging costs
+no per-step host synchronisation.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import pickle
+import random
+import time
+import zipfile
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torchvision.utils import save_image
+from tqdm import tqdm
+
+from . import config as config_lib
+from .config import Config, OptimConfig
+from .data import ImageData, load_data
+from .losses import GANLoss
+from .models import build_models, count_parameters
+from .rundir import LOG_COLUMNS, RunDir, write_atomic
+
+CHECKPOINT_KEYS = ("config", "epoch", "step", "generator", "discriminator", "optim_g", "optim_d",
+                   "fixed_z", "rng")
+# settings that may change between a checkpoint and its resumption without changing the run
+RESUMABLE_CHANGES = {"train.epochs", "train.sample_every", "train.checkpoint_every", "train.log_every",
+                     "train.device", "train.threads", "train.progress", "data.workers", "data.root",
+                     "data.download"}
+
+
+class TrainingError(RuntimeError):
+    """Training stopped: non-finite loss, or a checkpoint that cannot be used."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA, then Apple MPS, then the CPU."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("train.device is cuda but no CUDA device is available")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of one epoch: an epoch's shuffling and noise depend only on (seed, epoch),
+    so a run resumed at an epoch boundary draws exactly what the uninterrupted run drew."""
+    return (seed * 1_000_003 + epoch) % 2**63
+
+
+def make_optimizer(params, c: OptimConfig) -> torch.optim.Optimizer:
+    if c.name == "adam":
+        return torch.optim.Adam(params, lr=c.lr, betas=c.betas, eps=c.eps, weight_decay=c.weight_decay)
+    return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
+
+
+class Trainer:
+    """Trains ``config``'s GAN into ``run_dir`` (log.csv, samples/, checkpoints/, metrics.json).
+
+    Args:
+        config: the resolved config; the only source of hyperparameters.
+        run_dir: where the run's files go; created if missing.
+        data: an already loaded data set (default: ``load_data(config)``).
+    """
+
+    def __init__(self, config: Config, run_dir: str | Path, data: ImageData | None = None):
+        t = config.train
+        self.config, self.run = config, RunDir(run_dir)
+        self.device = resolve_device(t.device)
+        if t.precision == "fp16" and self.device.type != "cuda":
+            raise TrainingError(f"train.precision fp16 needs CUDA (device is {self.device}); use bf16")
+        if t.threads:
+            torch.set_num_threads(t.threads)
+        seed_everything(t.seed)
+        self.data = (data or load_data(config)).to(self.device)
+        self.G, self.D = (m.to(self.device) for m in build_models(config, self.data.shape[0]))
+        if t.channels_last:
+            self.G, self.D = (m.to(memory_format=torch.channels_last) for m in (self.G, self.D))
+        self.opt_g = make_optimizer(self.G.parameters(), config.optim_g)
+        self.opt_d = make_optimizer(self.D.parameters(), config.optim_d)
+        self.loss = GANLoss(config.loss)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=t.precision == "fp16")
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.precision)
+        self.autocast = (torch.autocast(self.device.type, dtype=dtype) if dtype else nullcontext())
+        noise = torch.Generator().manual_seed(t.seed)
+        self.fixed_z = torch.randn(t.num_samples, config.model.latent_dim, generator=noise).to(self.device)
+        self.steps_per_epoch = len(self.data) // t.batch_size
+        self.epoch = self.step = 0
+
+    def summary(self) -> str:
+        """One line: data, model sizes, device, steps."""
+        c, t = self.config, self.config.train
+        shape = "x".join(map(str, self.data.shape))
+        return (f"{c.data.name} {len(self.data)}x{shape} | {c.model.arch} G {count_parameters(self.G):,} "
+                f"D {count_parameters(self.D):,} params, z {c.model.latent_dim} | {c.loss.kind} | "
+                f"{self.device} {t.precision} {torch.get_num_threads()} threads | {t.epochs} epochs x "
+                f"{self.steps_per_epoch} steps of {t.batch_size} = {t.epochs * self.steps_per_epoch} steps "
+                f"| -> {self.run.root}")
+
+    # --- one iteration -------------------------------------------------------------------
+    def train_step(self, real: torch.Tensor) -> torch.Tensor:
+        """One D step then one G step on a real batch (B, C, H, W).
+
+        Returns (7,) on the device: loss_d, loss_g, D(x), D(G(z)) in the D step, D(G(z)) in
+        the G step (pytorch/examples' D_G_z1 / D_G_z2), real accuracy, fake accuracy.
+        """
+        real = real.to(self.device, non_blocking=True)
+        if self.config.train.channels_last:
+            real = real.contiguous(memory_format=torch.channels_last)
+        z = torch.randn(real.shape[0], self.config.model.latent_dim, device=self.device)
+        with self.autocast:
+            fake = self.G(z)
+            real_logits, fake_logits = self.D(real), self.D(fake.detach())
+            loss_d = self.loss.d_loss(real_logits.float(), fake_logits.float())
+        self.opt_d.zero_grad(set_to_none=True)
+        self.scaler.scale(loss_d).backward()
+        self.scaler.step(self.opt_d)
+
+        self.D.requires_grad_(False)  # G's gradient flows through D; D's own weight grads are not needed
+        with self.autocast:
+            fake_logits_g = self.D(fake).float()
+            loss_g = self.loss.g_loss(fake_logits_g)
+        self.opt_g.zero_grad(set_to_none=True)
+        self.scaler.scale(loss_g).backward()
+        self.scaler.step(self.opt_g)
+        self.scaler.update()
+        self.D.requires_grad_(True)
+
+        with torch.no_grad():
+            p_real, p_fake = self.loss.prob(real_logits.float()), self.loss.prob(fake_logits.float())
+            return torch.stack([
+                loss_d.detach(), loss_g.detach(), p_real.mean(), p_fake.mean(),
+                self.loss.prob(fake_logits_g.detach()).mean(),
+                (p_real > 0.5).float().mean(), (p_fake <= 0.5).float().mean()])
+
+    # --- the loop --------------------------------------------------------------------------
+    def fit(self, progress: bool | None = None) -> dict[str, Any]:
+        """Train to ``train.epochs`` from the current epoch; returns the final metrics."""
+        t = self.config.train
+        self.run.root.mkdir(parents=True, exist_ok=True)
+        self.run.samples.mkdir(exist_ok=True)
+        self.run.checkpoints.mkdir(exist_ok=True)
+        config_lib.save(self.config, self.run.config)
+        show = t.progress if progress is None else progress
+        bar = tqdm(total=t.epochs * self.steps_per_epoch, initial=self.step, disable=not show,
+                   unit="step", dynamic_ncols=True, mininterval=1.0)
+        start = time.perf_counter()
+        with bar:
+            for epoch in range(self.epoch + 1, t.epochs + 1):
+                self._train_epoch(epoch, bar)
+                self.epoch = epoch
+                if epoch % t.sample_every == 0 or epoch == t.epochs:
+                    self.save_samples(self.run.sample_grid(epoch))
+                if epoch % t.checkpoint_every == 0 or epoch == t.epochs:
+                    self.save_checkpoint()
+        return self._write_metrics(time.perf_counter() - start)
+
+    def _train_epoch(self, epoch: int, bar: tqdm) -> None:
+        t = self.config.train
+        seed_everything(epoch_seed(t.seed, epoch))
+        self.G.train()
+        self.D.train()
+        window, count, tick = torch.zeros(7, device=self.device), 0, time.perf_counter()
+        with self.run.log.open("a", newline="") as f:
+            writer = csv.writer(f)
+            if f.tell() == 0:
+                writer.writerow(LOG_COLUMNS)
+            batches = self.data.batches(t.batch_size, epoch_seed(t.seed, epoch))
+            for i, (real, _) in enumerate(batches, start=1):
+                window += self.train_step(real)
+                count, self.step = count + 1, self.step + 1
+                bar.update()
+                if self.step % t.log_every == 0 or i == self.steps_per_epoch:
+                    row = self._log_row(writer, epoch, window / count, count * t.batch_size,
+                                        time.perf_counter() - tick)
+                    f.flush()
+                    bar.set_postfix(epoch=epoch, loss_d=f"{row[2]:.3f}", loss_g=f"{row[3]:.3f}")
+                    window.zero_()
+                    count, tick = 0, time.perf_counter()
+
+    def _log_row(self, writer, epoch: int, means: torch.Tensor, images: int, seconds: float) -> list:
+        values = means.tolist()  # the one host synchronisation per log_every steps
+        row = [epoch, self.step, *values, images / max(seconds, 1e-9), time.time()]
+        writer.writerow([epoch, self.step, *(f"{v:.6g}" for v in values), f"{row[-2]:.1f}", f"{row[-1]:.3f}"])
+        if not all(np.isfinite(values)):
+            last = self.run.last_checkpoint
+            kept = f"the last good checkpoint is {last} (epoch {self.epoch})" if last.exists() \
+                else "no checkpoint was written yet"
+            raise TrainingError(f"loss became non-finite (loss_d={values[0]}, loss_g={values[1]}) at "
+                                f"epoch {epoch}, step {self.step}; training stopped, {kept}")
+        return row
+
+    # --- outputs ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, z: torch.Tensor) -> torch.Tensor:
+        """Images (B, C, H, W) in [-1, 1] from latents (B, latent_dim), G in eval mode."""
+        was_training = self.G.training
+        self.G.eval()
+        try:
+            return self.G(z.to(self.device)).float()
+        finally:
+            self.G.train(was_training)
+
+    def save_samples(self, path: Path) -> None:
+        """The fixed-noise grid as a PNG."""
+        images = self.generate(self.fixed_z)
+        nrow = int(np.ceil(np.sqrt(len(images))))
+        save_image(images, path, nrow=nrow, normalize=True, value_range=(-1, 1), padding=2)
+
+    def save_checkpoint(self) -> Path:
+        """Write checkpoints/last.pt atomically (and a G snapshot for this epoch)."""
+        state = {
+            "config": self.config.to_dict(), "epoch": self.epoch, "step": self.step,
+            "generator": self.G.state_dict(), "discriminator": self.D.state_dict(),
+            "optim_g": self.opt_g.state_dict(), "optim_d": self.opt_d.state_dict(),
+            "scaler": self.scaler.state_dict(), "fixed_z": self.fixed_z.cpu(), "rng": rng_state(),
+        }
+        _save_atomic(state, self.run.last_checkpoint)
+        _save_atomic({k: state[k] for k in ("config", "epoch", "step", "generator")},
+                     self.run.snapshot(self.epoch))
+        return self.run.last_checkpoint
+
+    def resume(self) -> bool:
+        """Continue from checkpoints/last.pt if it exists; returns whether it did.
+
+        Raises:
+            TrainingError: the checkpoint is corrupt, incomplete or from another config.
+        """
+        path = self.run.last_checkpoint
+        if not path.exists():
+            return False
+        state = load_checkpoint(path)
+        _check_same_run(path, state["config"], self.config)
+        self.G.load_state_dict(state["generator"])
+        self.D.load_state_dict(state["discriminator"])
+        self.opt_g.load_state_dict(state["optim_g"])
+        self.opt_d.load_state_dict(state["optim_d"])
+        self.scaler.load_state_dict(state.get("scaler", {}))
+        self.fixed_z = state["fixed_z"].to(self.device)
+        self.epoch, self.step = state["epoch"], state["step"]
+        set_rng_state(state["rng"])
+        _truncate_log(self.run.log, self.step)
+        return True
+
+    def _write_metrics(self, seconds: float) -> dict[str, Any]:
+        rows = read_log(self.run.log)
+        last = [r for r in rows if r["epoch"] == self.epoch]
+        mean = lambda key, rs: float(np.mean([r[key] for r in rs])) if rs else float("nan")
+        return self.run.update_metrics(training={
+            "epochs": self.epoch, "steps": self.step, "seconds_this_session": round(seconds, 1),
+            "final_loss_d": mean("loss_d", last), "final_loss_g": mean("loss_g", last),
+            "mean_loss_d": mean("loss_d", rows), "mean_loss_g": mean("loss_g", rows),
+            "images_per_s": mean("images_per_s", last), "config_hash": self.config.hash(),
+            "generator_params": count_parameters(self.G), "discriminator_params": count_parameters(self.D),
+        })
+
+
+def train(config: Config, run_dir: str | Path, resume: bool = True, progress: bool | None = None,
+          log=print) -> dict[str, Any]:
+    """Train ``config`` into ``run_dir``, resuming from its last checkpoint when ``resume``.
+
+    Raises:
+        TrainingError: ``run_dir`` holds a checkpoint but ``resume`` is false, or training failed.
+    """
+    trainer = Trainer(config, run_dir)
+    log(trainer.summary())
+    if not resume and trainer.run.last_checkpoint.exists():
+        raise TrainingError(f"{run_dir} already holds a run ({trainer.run.last_checkpoint}); "
+                            "resume it (--resume) or choose another output folder")
+    if resume and trainer.resume():
+        log(f"resumed from {trainer.run.last_checkpoint} at epoch {trainer.epoch}, step {trainer.step}")
+    return trainer.fit(progress)
+
+
+def read_log(path: str | Path) -> list[dict[str, float]]:
+    """Rows of a log.csv as dicts of numbers."""
+    with open(path, newline="") as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log rows written after the checkpoint (the interrupted epoch is trained again)."""
+    if not path.exists():
+        return
+    with path.open(newline="") as f:
+        rows = list(csv.reader(f))
+    kept = [rows[0]] + [r for r in rows[1:] if int(r[1]) <= step]
+    out = io.StringIO()
+    csv.writer(out).writerows(kept)
+    write_atomic(path, out.getvalue().encode())
+
+
+# --- checkpoints ---------------------------------------------------------------------------
+def _save_atomic(obj: dict[str, Any], path: Path) -> None:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    write_atomic(path, buffer.getvalue())
+
+
+def load_checkpoint(path: str | Path, keys: tuple[str, ...] = CHECKPOINT_KEYS) -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True`` and check it holds ``keys``.
+
+    Raises:
+        TrainingError: the file is truncated, corrupt or not a gan_core checkpoint.
+    """
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as err:
+        first_line = str(err).partition("\n")[0][:200]
+        reason = f"{type(err).__name__}: {first_line}"
+        raise TrainingError(f"{path} is corrupt or incomplete and was not used ({reason}); "
+                            "delete it to train from scratch") from None
+    missing = [k for k in keys if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise TrainingError(f"{path} is not a complete gan_core checkpoint (missing {', '.join(missing)})")
+    return state
+
+
+def _check_same_run(path: Path, saved: dict[str, Any], config: Config) -> None:
+    old = _flatten(saved)
+    new = _flatten(config.to_dict())
+    changed = sorted(k for k in old.keys() | new.keys()
+                     if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
+    if changed:
+        diffs = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
+        raise TrainingError(f"{path} was trained with another config ({diffs}); "
+                            "use a new output folder for a new config")
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, NumPy and torch RNG states, as tensors and plain types (``weights_only``-safe)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
+             "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached]}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(_tuples(state["python"]))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _tuples(x: Any) -> Any:
+    return tuple(_tuples(v) for v in x) if isinstance(x, (list, tuple)) else x

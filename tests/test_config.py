@@ -1,0 +1,76 @@
+import pytest
+
+from gan_core.config import Config, ConfigError, dcgan_base_size, from_dict, load
+
+from .conftest import REPO
+
+
+def write(tmp_path, text):
+    path = tmp_path / "x.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_and_override(tmp_path):
+    config = load(write(tmp_path, "train:\n  batch_size: 32\noptim_g:\n  lr: 1e-3\n"))
+    assert config.train.batch_size == 32
+    assert config.optim_g.lr == 1e-3 and config.optim_d.lr == 2e-4
+    assert config.optim_g.betas == (0.5, 0.999)
+    with pytest.raises(Exception):
+        config.train.epochs = 3  # frozen
+
+
+@pytest.mark.parametrize("text, message", [
+    ("train:\n  batch_sise: 32\n", "x.yaml: unknown key train.batch_sise"),
+    ("trian:\n  epochs: 1\n", "x.yaml: unknown key trian"),
+    ("train:\n  batch_size: 0\n", "x.yaml: train.batch_size must be > 0 (got 0)"),
+    ("train:\n  batch_size: -4\n", "train.batch_size must be > 0 (got -4)"),
+    ("train:\n  batch_size: '64'\n", "train.batch_size must be an integer (got '64')"),
+    ("train:\n  epochs: 2.5\n", "train.epochs must be an integer (got 2.5)"),
+    ("optim_d:\n  lr: -0.1\n", "optim_d.lr must be > 0 (got -0.1)"),
+    ("optim_d:\n  betas: [0.5]\n", "optim_d.betas must have 2 items"),
+    ("optim_g:\n  name: rmsprop\n", "optim_g.name must be one of 'adam', 'sgd' (got 'rmsprop')"),
+    ("model:\n  latent_dim: 0\n", "model.latent_dim must be > 0 (got 0)"),
+    ("data:\n  image_size: 48\n", "data.image_size must be a size a DCGAN can build"),
+    ("data:\n  name: imagenet\n", "data.name must be one of"),
+    ("data:\n  name: imagefolder\n", "data.root must name the folder"),
+    ("loss:\n  real_label: 1.5\n", "loss.real_label must be in (0, 1] (got 1.5)"),
+    ("train:\n  precision: fp8\n", "train.precision must be one of"),
+    ("train: 3\n", "train must be a mapping (got 3)"),
+    ("- 1\n", "expected a mapping of sections"),
+    ("train: [\n", "not valid YAML"),
+])
+def test_errors_name_file_key_and_value(tmp_path, text, message):
+    with pytest.raises(ConfigError) as err:
+        load(write(tmp_path, text))
+    assert message in str(err.value)
+    assert str(err.value).startswith(str(tmp_path / "x.yaml"))
+
+
+def test_missing_file():
+    with pytest.raises(ConfigError, match="no such config file"):
+        load("params/does-not-exist.yaml")
+
+
+def test_hash_is_stable_and_sensitive():
+    a = from_dict({"train": {"epochs": 3}})
+    assert a.hash() == from_dict({"train": {"epochs": 3}}).hash() == a.replace({}).hash()
+    assert a.hash() != a.replace({"train.epochs": 4}).hash()
+    assert Config().hash() == Config().hash()
+
+
+def test_replace_validates():
+    with pytest.raises(ConfigError, match="sweep: train.batch_size must be > 0"):
+        Config().replace({"train.batch_size": 0}, "sweep")
+
+
+@pytest.mark.parametrize("size, base", [(28, 7), (32, 4), (64, 4), (128, 4), (256, 4), (48, None), (16, 4), (14, None), (8, None)])
+def test_dcgan_sizes(size, base):
+    assert dcgan_base_size(size) == base
+
+
+def test_presets_validate():
+    presets = sorted((REPO / "params").glob("*.yaml"))
+    assert {p.stem for p in presets} >= {"smoke", "quick"}
+    for path in presets:
+        load(path)

@@ -1,0 +1,71 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gan_core.config import LossConfig
+from gan_core.losses import GANLoss
+from gan_core.models import DCGANDiscriminator, DCGANGenerator, count_parameters, dcgan_init
+
+
+@pytest.mark.parametrize("size", [28, 32, 64, 128])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_shapes(size, channels):
+    g, d = DCGANGenerator(10, channels, size, ngf=4), DCGANDiscriminator(channels, size, ndf=4)
+    images = g(torch.randn(3, 10))
+    assert images.shape == (3, channels, size, size)
+    assert images.abs().max() <= 1.0
+    assert d(images).shape == (3,)
+
+
+def test_widths_follow_ngf():
+    small, large = DCGANGenerator(100, 3, 64, ngf=32), DCGANGenerator(100, 3, 64, ngf=64)
+    assert small.net[0].out_channels == 32 * 8 and large.net[0].out_channels == 64 * 8  # ngf*8 x 4 x 4
+    assert count_parameters(large) > 3 * count_parameters(small)
+
+
+def test_dcgan_init():
+    torch.manual_seed(0)
+    g = DCGANGenerator(100, 3, 64, ngf=64)
+    g.apply(dcgan_init)
+    conv, bn = g.net[3], g.net[4]
+    assert abs(conv.weight.std().item() - 0.02) < 0.002
+    assert abs(bn.weight.mean().item() - 1.0) < 0.01 and bn.bias.abs().max() == 0
+
+
+def test_bad_size():
+    with pytest.raises(ValueError, match="48 px"):
+        DCGANGenerator(10, 1, 48)
+
+
+def test_bce_loss_values():
+    loss = GANLoss(LossConfig(kind="bce"))
+    zero = torch.zeros(4)
+    assert loss.d_loss(zero, zero).item() == pytest.approx(2 * math.log(2))
+    assert loss.g_loss(zero).item() == pytest.approx(math.log(2))
+    confident = torch.full((4,), 20.0)
+    assert loss.d_loss(confident, -confident).item() == pytest.approx(0, abs=1e-6)
+    assert loss.g_loss(-confident).item() == pytest.approx(20, abs=1e-6)
+    logits = torch.tensor([-2.0, 0.5, 3.0])
+    expected = F.binary_cross_entropy(torch.sigmoid(logits), torch.ones(3))
+    assert loss.g_loss(logits).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_label_smoothing_is_one_sided():
+    smooth = GANLoss(LossConfig(kind="bce", real_label=0.9))
+    plain = GANLoss(LossConfig(kind="bce"))
+    real, fake = torch.tensor([3.0, 1.0]), torch.tensor([-1.0, 0.0])
+    assert smooth.d_loss(real, fake) > plain.d_loss(real, fake)
+    assert smooth.g_loss(fake) == plain.g_loss(fake)  # G's target stays 1
+    # the real term is minimised at logit(0.9), not at +inf
+    best = torch.tensor([math.log(0.9 / 0.1)])
+    assert smooth.d_loss(best, torch.tensor([-50.0])) < smooth.d_loss(best + 2, torch.tensor([-50.0]))
+
+
+def test_lsgan_loss_values():
+    loss = GANLoss(LossConfig(kind="mse"))
+    assert loss.d_loss(torch.ones(3), torch.zeros(3)).item() == 0
+    assert loss.d_loss(torch.zeros(3), torch.ones(3)).item() == pytest.approx(1.0)  # 0.5 * (1 + 1)
+    assert loss.g_loss(torch.full((3,), 0.0)).item() == pytest.approx(0.5)
+    assert loss.prob(torch.tensor([0.7])).item() == pytest.approx(0.7)

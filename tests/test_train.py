@@ -1,0 +1,141 @@
+import csv
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gan_core.train import Trainer, TrainingError, load_checkpoint, read_log, train
+
+
+def weights(module):
+    return {k: v.clone() for k, v in module.state_dict().items()}
+
+
+def same_weights(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_d_step_leaves_g_untouched(tiny_config, tmp_path):
+    trainer = Trainer(tiny_config(), tmp_path)
+    real = trainer.data.images[:16]
+    g_before, d_before = weights(trainer.G), weights(trainer.D)
+    # run only the D half of a step: G's output is detached, so G's weights cannot move
+    fake = trainer.G(torch.randn(16, 8))
+    loss = trainer.loss.d_loss(trainer.D(real), trainer.D(fake.detach()))
+    trainer.opt_d.zero_grad()
+    loss.backward()
+    trainer.opt_d.step()
+    assert all(p.grad is None for p in trainer.G.parameters())
+    g_params = {k: v for k, v in weights(trainer.G).items() if "running" not in k and "num_batches" not in k}
+    assert all(torch.equal(g_params[k], g_before[k]) for k in g_params)
+    assert not same_weights(weights(trainer.D), d_before)
+
+
+def test_train_step_updates_both_and_reports(tiny_config, tmp_path):
+    trainer = Trainer(tiny_config(), tmp_path)
+    g_before, d_before = weights(trainer.G), weights(trainer.D)
+    stats = trainer.train_step(trainer.data.images[:16])
+    assert stats.shape == (7,) and torch.isfinite(stats).all()
+    assert ((stats[2:] >= 0) & (stats[2:] <= 1)).all()  # probabilities and accuracies
+    assert not same_weights(weights(trainer.G), g_before)
+    assert not same_weights(weights(trainer.D), d_before)
+    assert all(p.requires_grad for p in trainer.D.parameters())
+
+
+def test_smoke_training_writes_run_dir(tiny_config, tmp_path):
+    metrics = train(tiny_config(), tmp_path / "run", log=lambda s: None)
+    run = tmp_path / "run"
+    rows = read_log(run / "log.csv")
+    assert len(rows) == 4 and rows[-1]["step"] == 8 and rows[-1]["epoch"] == 2
+    assert {"loss_d", "loss_g", "d_real", "d_fake", "d_fake_g", "acc_real", "acc_fake", "images_per_s"} <= rows[0].keys()
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["epoch_001.png", "epoch_002.png"]
+    assert (run / "checkpoints" / "last.pt").exists() and (run / "config.yaml").exists()
+    assert metrics["training"]["steps"] == 8
+    grid = np.asarray(Image.open(run / "samples" / "epoch_002.png").convert("L"), dtype=float)
+    assert grid.std() > 5  # not blank
+
+
+def test_same_seed_same_log(tiny_config, tmp_path):
+    config = tiny_config()
+    train(config, tmp_path / "a", log=lambda s: None)
+    train(config, tmp_path / "b", log=lambda s: None)
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("images_per_s", "time_s")} for r in rows]
+    assert strip(read_log(tmp_path / "a" / "log.csv")) == strip(read_log(tmp_path / "b" / "log.csv"))
+    other = tiny_config(train={"seed": 1})
+    train(other, tmp_path / "c", log=lambda s: None)
+    assert strip(read_log(tmp_path / "c" / "log.csv")) != strip(read_log(tmp_path / "a" / "log.csv"))
+
+
+def test_resume_equals_uninterrupted(tiny_config, tmp_path):
+    full = tiny_config(train={"epochs": 3})
+    train(full, tmp_path / "straight", log=lambda s: None)
+    train(tiny_config(train={"epochs": 1}), tmp_path / "resumed", log=lambda s: None)
+    # an interrupted second epoch leaves log rows behind; resuming must drop and redo them
+    with open(tmp_path / "resumed" / "log.csv", "a") as f:
+        f.write("2,6,9,9,0.5,0.5,0.5,0.5,0.5,1,1\n")
+    train(full, tmp_path / "resumed", resume=True, log=lambda s: None)
+    a = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")
+    b = load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.pt")
+    assert a["epoch"] == b["epoch"] == 3 and a["step"] == b["step"]
+    for key in ("generator", "discriminator"):
+        assert same_weights(a[key], b[key])
+    strip = lambda p: [{k: v for k, v in r.items() if k not in ("images_per_s", "time_s")} for r in read_log(p)]
+    assert strip(tmp_path / "straight" / "log.csv") == strip(tmp_path / "resumed" / "log.csv")
+
+
+def test_existing_run_needs_resume(tiny_config, tmp_path):
+    train(tiny_config(train={"epochs": 1}), tmp_path, log=lambda s: None)
+    with pytest.raises(TrainingError, match="already holds a run"):
+        train(tiny_config(), tmp_path, resume=False, log=lambda s: None)
+
+
+def test_resume_refuses_other_config(tiny_config, tmp_path):
+    train(tiny_config(train={"epochs": 1}), tmp_path, log=lambda s: None)
+    with pytest.raises(TrainingError, match=r"another config \(model.ngf: 4 -> 8\)"):
+        train(tiny_config(model={"ngf": 8}), tmp_path, log=lambda s: None)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty", "not-a-checkpoint"])
+def test_corrupt_checkpoint_is_refused(tiny_config, tmp_path, damage):
+    train(tiny_config(train={"epochs": 1}), tmp_path, log=lambda s: None)
+    path = tmp_path / "checkpoints" / "last.pt"
+    data = path.read_bytes()
+    if damage == "truncate":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "garbage":
+        path.write_bytes(b"\x00junk" * 100)
+    elif damage == "empty":
+        path.write_bytes(b"")
+    else:
+        torch.save({"generator": {}}, path)
+    with pytest.raises(TrainingError, match="last.pt"):
+        train(tiny_config(), tmp_path, log=lambda s: None)
+
+
+def test_nan_stops_and_keeps_last_good_checkpoint(tiny_config, tmp_path):
+    trainer = Trainer(tiny_config(train={"epochs": 3}), tmp_path)
+    trainer.fit()
+    good = (tmp_path / "checkpoints" / "last.pt").read_bytes()
+    trainer = Trainer(tiny_config(train={"epochs": 4}), tmp_path)
+    trainer.resume()
+    with torch.no_grad():
+        trainer.G.net[-2].weight.fill_(float("nan"))
+    with pytest.raises(TrainingError, match="non-finite.*epoch 4.*last good checkpoint.*epoch 3"):
+        trainer.fit()
+    assert (tmp_path / "checkpoints" / "last.pt").read_bytes() == good
+    with open(tmp_path / "log.csv") as f:
+        assert "nan" in list(csv.reader(f))[-1]
+
+
+def test_bf16_autocast_trains(tiny_config, tmp_path):
+    metrics = train(tiny_config(train={"precision": "bf16", "channels_last": True, "epochs": 1}),
+                    tmp_path, log=lambda s: None)
+    assert metrics["training"]["final_loss_d"] == pytest.approx(metrics["training"]["final_loss_d"])  # not nan
+
+
+def test_fp16_needs_cuda(tiny_config, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present")
+    with pytest.raises(TrainingError, match="fp16 needs CUDA"):
+        Trainer(tiny_config(train={"precision": "fp16"}), tmp_path)
