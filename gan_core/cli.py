@@ -10,6 +10,8 @@ import yaml
 from . import config as config_lib
 from .config import ConfigError
 from .data import DataError
+from .runner import run_sweep
+from .sweep import load_sweep
 from .train import TrainingError, train
 
 
@@ -34,6 +36,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set train.epochs=1 (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s = sub.add_parser("sweep", help="run a sweep's configurations through the notebooks into reports/")
+    s.add_argument("sweep", help="a sweep file, e.g. params/sweeps/quick.yaml")
+    s.add_argument("--jobs", type=int, default=1, help="runs in parallel (CPU threads are divided)")
+    s.add_argument("--out", default="reports", help="reports folder (default: reports)")
+    s.add_argument("--pdf", action="store_true", help="also print each report to PDF (headless Chromium)")
+    s.add_argument("--force", action="store_true", help="rerun completed runs from scratch")
+    s.add_argument("--only", help="run only these runs (comma-separated names or globs)")
     args = parser.parse_args(argv)
     try:
         if args.command == "train":
@@ -42,6 +51,11 @@ def main(argv: list[str] | None = None) -> int:
                             progress=False if args.no_progress else None)["training"]
             print(f"done: {metrics['epochs']} epochs, {metrics['steps']} steps, final loss_d "
                   f"{metrics['final_loss_d']:.3f}, loss_g {metrics['final_loss_g']:.3f}; see {args.out}")
+        elif args.command == "sweep":
+            if args.jobs < 1:
+                raise ConfigError(f"--jobs must be >= 1 (got {args.jobs})")
+            sweep = load_sweep(args.sweep)  # every run validated before anything executes
+            return run_sweep(sweep, args.out, args.jobs, args.pdf, args.force, args.only)
     except (ConfigError, DataError, TrainingError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -68,6 +68,12 @@ class ImageData:
         return next(self.batches(min(n, self.size), seed))[0]
 
 
+def image_shape(c: DataConfig) -> tuple[int, int, int]:
+    """(C, H, W) of the images ``load_data`` will return, without loading them."""
+    native = 3 if c.name in ("cifar10", "flowers102", "imagefolder") else 1
+    return (c.channels or native, c.image_size, c.image_size)
+
+
 def load_data(config: Config) -> ImageData:
     """The data set named by ``config.data``, resized to ``data.image_size``.
 

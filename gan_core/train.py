@@ -106,6 +106,7 @@ class Trainer:
         self.fixed_z = torch.randn(t.num_samples, config.model.latent_dim, generator=noise).to(self.device)
         self.steps_per_epoch = len(self.data) // t.batch_size
         self.epoch = self.step = 0
+        self.seconds = 0.0  # training time over all sessions of this run
 
     def summary(self) -> str:
         """One line: data, model sizes, device, steps."""
@@ -164,16 +165,24 @@ class Trainer:
         show = t.progress if progress is None else progress
         bar = tqdm(total=t.epochs * self.steps_per_epoch, initial=self.step, disable=not show,
                    unit="step", dynamic_ncols=True, mininterval=1.0)
-        start = time.perf_counter()
         with bar:
             for epoch in range(self.epoch + 1, t.epochs + 1):
+                start = time.perf_counter()
                 self._train_epoch(epoch, bar)
-                self.epoch = epoch
+                self.epoch, self.seconds = epoch, self.seconds + time.perf_counter() - start
+                bar.write(self._epoch_line())
                 if epoch % t.sample_every == 0 or epoch == t.epochs:
                     self.save_samples(self.run.sample_grid(epoch))
                 if epoch % t.checkpoint_every == 0 or epoch == t.epochs:
                     self.save_checkpoint()
-        return self._write_metrics(time.perf_counter() - start)
+        return self._write_metrics()
+
+    def _epoch_line(self) -> str:
+        rows = [r for r in read_log(self.run.log) if r["epoch"] == self.epoch]
+        mean = {k: np.mean([r[k] for r in rows]) for k in ("loss_d", "loss_g", "d_real", "d_fake", "images_per_s")}
+        return (f"epoch {self.epoch}/{self.config.train.epochs}: loss_d {mean['loss_d']:.3f} "
+                f"loss_g {mean['loss_g']:.3f} D(x) {mean['d_real']:.2f} D(G(z)) {mean['d_fake']:.2f} "
+                f"| {mean['images_per_s']:.0f} img/s, {self.seconds:.0f} s in all")
 
     def _train_epoch(self, epoch: int, bar: tqdm) -> None:
         t = self.config.train
@@ -234,9 +243,10 @@ class Trainer:
             "generator": self.G.state_dict(), "discriminator": self.D.state_dict(),
             "optim_g": self.opt_g.state_dict(), "optim_d": self.opt_d.state_dict(),
             "scaler": self.scaler.state_dict(), "fixed_z": self.fixed_z.cpu(), "rng": rng_state(),
+            "image_shape": list(self.data.shape), "seconds": self.seconds,
         }
         _save_atomic(state, self.run.last_checkpoint)
-        _save_atomic({k: state[k] for k in ("config", "epoch", "step", "generator")},
+        _save_atomic({k: state[k] for k in ("config", "epoch", "step", "generator", "image_shape")},
                      self.run.snapshot(self.epoch))
         return self.run.last_checkpoint
 
@@ -257,17 +267,17 @@ class Trainer:
         self.opt_d.load_state_dict(state["optim_d"])
         self.scaler.load_state_dict(state.get("scaler", {}))
         self.fixed_z = state["fixed_z"].to(self.device)
-        self.epoch, self.step = state["epoch"], state["step"]
+        self.epoch, self.step, self.seconds = state["epoch"], state["step"], state.get("seconds", 0.0)
         set_rng_state(state["rng"])
         _truncate_log(self.run.log, self.step)
         return True
 
-    def _write_metrics(self, seconds: float) -> dict[str, Any]:
+    def _write_metrics(self) -> dict[str, Any]:
         rows = read_log(self.run.log)
         last = [r for r in rows if r["epoch"] == self.epoch]
         mean = lambda key, rs: float(np.mean([r[key] for r in rs])) if rs else float("nan")
         return self.run.update_metrics(training={
-            "epochs": self.epoch, "steps": self.step, "seconds_this_session": round(seconds, 1),
+            "epochs": self.epoch, "steps": self.step, "seconds": round(self.seconds, 1),
             "final_loss_d": mean("loss_d", last), "final_loss_g": mean("loss_g", last),
             "mean_loss_d": mean("loss_d", rows), "mean_loss_g": mean("loss_g", rows),
             "images_per_s": mean("images_per_s", last), "config_hash": self.config.hash(),
@@ -290,6 +300,15 @@ def train(config: Config, run_dir: str | Path, resume: bool = True, progress: bo
     if resume and trainer.resume():
         log(f"resumed from {trainer.run.last_checkpoint} at epoch {trainer.epoch}, step {trainer.step}")
     return trainer.fit(progress)
+
+
+def load_generator(checkpoint: str | Path, device: str = "cpu") -> tuple[nn.Module, Config]:
+    """The generator of a checkpoint (last.pt or a snapshot), in eval mode, and its config."""
+    state = load_checkpoint(checkpoint, keys=("config", "generator", "image_shape"))
+    config = config_lib.from_dict(state["config"], str(checkpoint))
+    generator, _ = build_models(config, state["image_shape"][0])
+    generator.load_state_dict(state["generator"])
+    return generator.to(device).eval(), config
 
 
 def read_log(path: str | Path) -> list[dict[str, float]]:

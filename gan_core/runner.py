@@ -1,0 +1,244 @@
+"""Executing a sweep: each run's notebooks through papermill, HTML/PDF, then the index.
+
+A run is one process (its notebooks' kernels are its children), so runs go in parallel over
+a process pool with the CPU threads divided between them. Kernels talk over IPC sockets, not
+TCP ports, so parallel kernel start-ups cannot race for a port.
+"""
+from __future__ import annotations
+
+import datetime
+import fnmatch
+import json
+import os
+import shutil
+import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Callable
+
+from jupyter_client.manager import KernelManager
+from traitlets import default
+
+from . import config as config_lib
+from . import report
+from .config import ConfigError
+from .rundir import write_atomic
+from .sweep import NOTEBOOKS, RUNTIME_KEYS, SUMMARY_NOTEBOOK, Run, Sweep, run_key
+
+DONE, STATUS = ".done", "status.json"
+
+
+class IPCKernelManager(KernelManager):
+    """A kernel on Unix sockets beside its connection file: no TCP port to race for."""
+
+    @default("transport")
+    def _transport_default(self) -> str:
+        return "ipc"
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything one run needs, picklable, so any executor can run it where the files are."""
+
+    run_dir: str
+    notebooks: tuple[str, ...]
+    key: str
+    code: bool
+    pdf: bool
+    threads: int
+
+
+def execute_notebook(notebook: Path, out: Path, parameters: dict[str, Any], cwd: Path) -> None:
+    """Run one notebook with papermill; the executed copy is written even when a cell fails."""
+    import papermill
+    declared = papermill.inspect_notebook(str(notebook))
+    papermill.execute_notebook(
+        str(notebook), str(out), parameters={k: v for k, v in parameters.items() if k in declared},
+        cwd=str(cwd), kernel_name="python3", progress_bar=False, log_output=False,
+        kernel_manager_class=IPCKernelManager)
+
+
+def execute_run(job: Job) -> dict[str, Any]:
+    """Execute a run's notebooks in order into its folder, render them, mark it done.
+
+    A failing notebook is still rendered (papermill marks the failing cell); the notebooks
+    after it are not run, since they read what it should have produced.
+    """
+    os.environ.update(OMP_NUM_THREADS=str(job.threads), MKL_NUM_THREADS=str(job.threads))
+    run_dir = Path(job.run_dir).resolve()
+    status: dict[str, Any] = {"status": "running", "started": _now(), "reports": [], "host": os.uname().nodename}
+    _write_status(run_dir, status)
+    start = time.perf_counter()
+    params = {"config_path": str(run_dir / "config.yaml"), "run_dir": str(run_dir), "progress": False}
+    for notebook in map(Path, job.notebooks):
+        executed, page = run_dir / notebook.name, run_dir / f"{notebook.stem}.html"
+        try:
+            execute_notebook(notebook, executed, params, run_dir)
+        except Exception as err:  # a cell's exception, a dead kernel, a timeout: the run failed
+            status.update(status="failed", failed_notebook=notebook.stem,
+                          error=f"{type(err).__name__}: {_first_line(err)}",
+                          failed_link=f"{page.name}#papermill-error-cell")
+        if executed.exists():
+            _render(executed, page, job, status)
+        if status["status"] == "failed":
+            break
+    else:
+        status["status"] = "ok"
+    status["duration_s"] = round(time.perf_counter() - start, 1)
+    _write_status(run_dir, status)
+    if status["status"] == "ok":
+        (run_dir / DONE).write_text(job.key)
+    return {"run": run_dir.name, **status}
+
+
+def _render(executed: Path, page: Path, job: Job, status: dict[str, Any]) -> None:
+    report.render_html(executed, page, code=job.code)
+    status["reports"].append(page.name)
+    if job.pdf and report.chromium():
+        report.render_pdf(page, page.with_suffix(".pdf"))
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    lines = [line for line in text.splitlines() if line.strip() and not line.startswith("---")]
+    return (lines[-1] if lines else repr(err))[:300]
+
+
+def _now() -> str:
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def _write_status(run_dir: Path, status: dict[str, Any]) -> None:
+    write_atomic(run_dir / STATUS, json.dumps(status, indent=2).encode())
+
+
+def prepare_run(run: Run, sweep: Sweep, sweep_dir: Path, threads: int, force: bool,
+                pdf: bool, log: Callable[[str], None]) -> Job | None:
+    """Write the run's config.yaml and return its Job, or None when it is complete and unchanged.
+
+    A run whose folder holds results of a different config is moved to ``_previous/`` first,
+    never overwritten; ``force`` starts the run afresh.
+    """
+    run_dir = sweep_dir / run.name
+    config = run.config.replace({"train.threads": run.config.train.threads or threads,
+                                 "train.progress": False})
+    key = run_key(config, sweep.notebooks, sweep.code)
+    done = run_dir / DONE
+    if not force and done.exists() and done.read_text() == key:
+        if pdf and report.chromium():
+            for page in run_dir.glob("[0-9][0-9]_*.html"):
+                if not page.with_suffix(".pdf").exists():
+                    report.render_pdf(page, page.with_suffix(".pdf"))
+        return None
+    if force and run_dir.exists():
+        shutil.rmtree(run_dir)
+    elif (run_dir / "config.yaml").exists() and not _same_config(run_dir / "config.yaml", config):
+        target = sweep_dir / "_previous" / f"{run.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        target.parent.mkdir(exist_ok=True)
+        run_dir.rename(target)
+        log(f"{run.name}: config changed; earlier results moved to {target}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    done.unlink(missing_ok=True)
+    config_lib.save(config, run_dir / "config.yaml")
+    return Job(str(run_dir), tuple(str(p) for p in sweep.notebooks), key, sweep.code, pdf, threads)
+
+
+def _same_config(path: Path, config: config_lib.Config) -> bool:
+    try:
+        old = config_lib.load(path)
+    except ConfigError:
+        return False
+    return _strip(old) == _strip(config)
+
+
+def _strip(config: config_lib.Config) -> dict[str, Any]:
+    d = config.to_dict()
+    for key in RUNTIME_KEYS:
+        section, name = key.split(".")
+        d[section].pop(name, None)
+    return d
+
+
+def select(runs: list[Run], only: str | None) -> list[Run]:
+    """Runs whose names match ``only`` (comma-separated names or globs); all when None."""
+    if not only:
+        return runs
+    patterns = [p.strip() for p in only.split(",")]
+    chosen = [r for r in runs if any(fnmatch.fnmatch(r.name, p) for p in patterns)]
+    if not chosen:
+        raise ConfigError(f"--only {only!r} matches no run (runs: {', '.join(r.name for r in runs)})")
+    return chosen
+
+
+def run_sweep(sweep: Sweep, out: str | Path = "reports", jobs: int = 1, pdf: bool = False,
+              force: bool = False, only: str | None = None, log: Callable[[str], None] = print) -> int:
+    """Run a sweep's missing or changed runs, then build its index; returns 0 if all runs are ok."""
+    sweep_dir = Path(out) / sweep.name
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    runs = select(sweep.runs, only)
+    if pdf and not report.chromium():
+        log("--pdf: Chromium not found, PDFs skipped (install it with 'apt-get install chromium')")
+    threads = max(1, (os.cpu_count() or 1) // max(1, min(jobs, len(runs))))
+    jobs_todo = {}
+    for run in runs:
+        job = prepare_run(run, sweep, sweep_dir, threads, force, pdf, log)
+        if job is None:
+            log(f"{run.name}: complete and unchanged, skipped (--force reruns it)")
+        else:
+            jobs_todo[run.name] = job
+    _write_sweep_file(sweep, sweep_dir)
+    log(f"{sweep.path}: {len(runs)} runs, {len(jobs_todo)} to execute, {jobs} at a time, "
+        f"{threads} threads each -> {sweep_dir}")
+    results = execute_jobs(list(jobs_todo.values()), jobs, log)
+    index = build_index(sweep, sweep_dir, pdf)
+    failed = [r for r in results if r["status"] != "ok"]
+    log(f"index: {index.resolve()}")
+    if failed:
+        log(f"{len(failed)} of {len(runs)} runs failed: " + "; ".join(
+            f"{r['run']} ({r.get('failed_notebook')}: {r.get('error')})" for r in failed))
+        return 1
+    return 0
+
+
+def execute_jobs(jobs: list[Job], workers: int, log: Callable[[str], None]) -> list[dict[str, Any]]:
+    """Run jobs in a pool of processes (spawned: no inherited threads or CUDA state)."""
+    results = []
+    if not jobs:
+        return results
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=get_context("spawn")) as pool:
+        futures = {pool.submit(execute_run, job): job for job in jobs}
+        for future in as_completed(futures):
+            name = Path(futures[future].run_dir).name
+            try:
+                result = future.result()
+            except Exception as err:  # the worker itself died: the run stays resumable
+                result = {"run": name, "status": "failed", "error": f"{type(err).__name__}: {err}"}
+                traceback.print_exc()
+            results.append(result)
+            log(f"{name}: {result['status']} in {result.get('duration_s', '?')} s"
+                + (f" ({result.get('failed_notebook')}: {result.get('error')})" if result["status"] != "ok" else ""))
+    return results
+
+
+def _write_sweep_file(sweep: Sweep, sweep_dir: Path) -> None:
+    """sweep.json: the runs in order and what each changes, for the index."""
+    info = {"sweep": str(sweep.path), "base": str(sweep.base),
+            "runs": [{"name": r.name, "overrides": r.overrides} for r in sweep.runs]}
+    write_atomic(sweep_dir / "sweep.json", json.dumps(info, indent=2, default=str).encode())
+
+
+def build_index(sweep: Sweep, sweep_dir: Path, pdf: bool = False) -> Path:
+    """Execute the summary notebook over the sweep's folder into index.html (and summary.csv)."""
+    notebook = NOTEBOOKS / f"{SUMMARY_NOTEBOOK}.ipynb"
+    executed, page = sweep_dir / "index.ipynb", sweep_dir / "index.html"
+    try:
+        execute_notebook(notebook, executed, {"sweep_dir": str(sweep_dir.resolve())}, sweep_dir)
+    finally:
+        if executed.exists():
+            report.render_html(executed, page, code=sweep.code)
+            if pdf and report.chromium():
+                report.render_pdf(page, page.with_suffix(".pdf"))
+    return page

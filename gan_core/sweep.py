@@ -1,0 +1,156 @@
+"""Sweeps: a base config and a grid or list of overrides, run through the notebooks.
+
+    base: ../quick.yaml              # the base config (relative to this file)
+    set: {train.epochs: 3}           # overrides for every run (optional)
+    grid:                            # every combination; run names like bs64-z10
+      train.batch_size: [64, 128]
+      model.latent_dim: [10, 100]
+    variants:                        # named override sets (optional; crossed with the grid)
+      lsgan: {loss.kind: mse}
+    report: {code: false, notebooks: [01_architecture, 02_training]}
+
+Each run is one self-contained unit: ``reports/<sweep>/<run>/`` holds its config.yaml, its
+executed notebooks and their HTML, and ``.done`` with the hash of config, notebooks and code,
+so an unchanged, completed run is skipped and an interrupted one resumes from its checkpoint.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import config as config_lib
+from .config import Config, ConfigError
+
+REPO = Path(__file__).resolve().parent.parent
+NOTEBOOKS = REPO / "notebooks"
+SUMMARY_NOTEBOOK = "06_sweep_summary"
+SWEEP_KEYS = {"base", "set", "grid", "variants", "report"}
+REPORT_KEYS = {"code", "notebooks"}
+RUNTIME_KEYS = {"train.threads", "train.progress"}  # change how a run is executed, not what it computes
+SHORT_NAMES = {"train.batch_size": "bs", "model.latent_dim": "z", "train.epochs": "ep",
+               "optim_g.lr": "glr", "optim_d.lr": "dlr", "loss.kind": "", "loss.real_label": "real",
+               "model.arch": "", "train.seed": "seed", "data.image_size": "px"}
+
+
+@dataclass(frozen=True)
+class Run:
+    """One configuration of a sweep: a readable name, what differs from the base, the config."""
+
+    name: str
+    overrides: dict[str, Any]
+    config: Config
+
+
+@dataclass(frozen=True)
+class Sweep:
+    name: str
+    path: Path
+    runs: list[Run]
+    notebooks: list[Path]
+    code: bool = False
+    base: Path = field(default=Path())
+
+
+def load_sweep(path: str | Path) -> Sweep:
+    """Read a sweep file and resolve and validate every run before anything executes.
+
+    Raises:
+        ConfigError: naming the sweep file, the run and the key.
+    """
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such sweep file") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(raw, dict) or "base" not in raw:
+        raise ConfigError(f"{path}: a sweep needs 'base: CONFIG.yaml' (and 'grid' or 'variants')")
+    if unknown := set(raw) - SWEEP_KEYS:
+        raise ConfigError(f"{path}: unknown key {sorted(unknown)[0]} (known: {', '.join(sorted(SWEEP_KEYS))})")
+    base_path = _find(path, raw["base"], "base")
+    base = config_lib.load(base_path, _mapping(path, raw, "set"))
+    runs = [Run(name, overrides, base.replace(overrides, f"{path} (run {name})"))
+            for name, overrides in expand(path, raw)]
+    if len({r.name for r in runs}) != len(runs):
+        raise ConfigError(f"{path}: two runs share a name: {[r.name for r in runs]}")
+    report = _mapping(path, raw, "report")
+    if unknown := set(report) - REPORT_KEYS:
+        raise ConfigError(f"{path}: unknown key report.{sorted(unknown)[0]}")
+    wanted = report.get("notebooks") or sorted(p.stem for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")
+                                               if p.stem != SUMMARY_NOTEBOOK)
+    notebooks = [_find_notebook(path, name) for name in wanted]
+    return Sweep(path.stem, path, runs, notebooks, bool(report.get("code", False)), base_path)
+
+
+def expand(path: Path, raw: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(name, overrides) for each run: the grid's combinations, crossed with the variants."""
+    grid = _mapping(path, raw, "grid")
+    for key, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{path}: grid.{key} must be a non-empty list (got {values!r})")
+    combos = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+    variants = _mapping(path, raw, "variants")
+    for name, overrides in variants.items():
+        if not isinstance(overrides, dict):
+            raise ConfigError(f"{path}: variants.{name} must be a mapping of overrides (got {overrides!r})")
+    named = list(variants.items()) or [("", {})]
+    runs = []
+    for (variant, overrides), combo in itertools.product(named, combos):
+        name = "-".join(part for part in [variant, *(_short(k, v) for k, v in combo.items())] if part)
+        runs.append((name or "base", {**overrides, **combo}))
+    return runs
+
+
+def _short(key: str, value: Any) -> str:
+    label = SHORT_NAMES.get(key, key.rsplit(".", 1)[-1].replace("_", ""))
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    return f"{label}{text}".replace("/", "_")
+
+
+def _mapping(path: Path, raw: dict[str, Any], key: str) -> dict[str, Any]:
+    value = raw.get(key) or {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: {key} must be a mapping (got {value!r})")
+    return value
+
+
+def _find(sweep_path: Path, name: str, key: str) -> Path:
+    for candidate in (sweep_path.parent / name, Path(name), REPO / name):
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(f"{sweep_path}: {key}: no such file {name!r} (relative to {sweep_path.parent} or {REPO})")
+
+
+def _find_notebook(sweep_path: Path, name: str) -> Path:
+    matches = sorted(NOTEBOOKS.glob(f"{name}*.ipynb"))
+    if not matches:
+        raise ConfigError(f"{sweep_path}: report.notebooks: no notebook {name!r} in {NOTEBOOKS}")
+    return matches[0]
+
+
+def run_key(config: Config, notebooks: list[Path], code: bool) -> str:
+    """Hash of what a run's results depend on: config, notebooks, gan_core's code, report options."""
+    digest = hashlib.sha256()
+    resolved = {k: v for k, v in _flat(config.to_dict()).items() if k not in RUNTIME_KEYS}
+    digest.update(json.dumps(resolved, sort_keys=True).encode())
+    for path in [*notebooks, *sorted((REPO / "gan_core").rglob("*.py"))]:
+        digest.update(path.name.encode() + path.read_bytes())
+    digest.update(str(code).encode())
+    return digest.hexdigest()[:16]
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
+    return out
