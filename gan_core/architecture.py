@@ -28,7 +28,7 @@ COLORS = {"G": "#dbe9f6", "D": "#fbe3d0", "io": "#eeeeee"}
 def layer_table(model: nn.Module, input: torch.Tensor) -> list[dict[str, Any]]:
     """One row per leaf module call, in forward order, like torchinfo's summary.
 
-    The model runs once under ``torch.no_grad()`` in eval mode; its mode is restored after.
+    The model runs once under ``torch.no_grad()`` in eval mode; every module's mode is restored after.
 
     Args:
         model: any module.
@@ -51,8 +51,9 @@ def layer_table(model: nn.Module, input: torch.Tensor) -> list[dict[str, Any]]:
                      "follower": isinstance(module, FOLLOWER_TYPES)})
 
     leaves = [(name, m) for name, m in model.named_modules() if not any(m.children())]
-    handles = [m.register_forward_hook(lambda m, a, o, name=name: record(name, m, a, o)) for name, m in leaves]
-    was_training = model.training
+    handles = [m.register_forward_hook(lambda m, a, o, name=name: record(name, m, a, o))
+               for name, m in leaves]
+    modes = [(m, m.training) for m in model.modules()]  # per module: some may be frozen in eval
     model.eval()
     try:
         with torch.no_grad():
@@ -60,7 +61,8 @@ def layer_table(model: nn.Module, input: torch.Tensor) -> list[dict[str, Any]]:
     finally:
         for handle in handles:
             handle.remove()
-        model.train(was_training)
+        for module, training in modes:
+            module.training = training
     return rows
 
 

@@ -39,7 +39,8 @@ G_FOOLS_PROB = 0.9  # D(G(z)) in the G step above this: D no longer tells fakes 
 CHANCE_PROB = 0.1  # D(x) and D(G(z)) both within this of 0.5: D at chance
 RISE_REL, RISE_NOISE = 0.2, 1.0  # a steady rise: fitted rise > 20 % of the level and > 1 std of the residuals
 SWING_REL = 0.15  # smoothed loss wandering by more than 15 % of its level: oscillation
-SPIKE_K = 6.0  # a spike: farther than this many robust std (1.4826 MAD) from the rolling median
+SPIKE_K = 6.0  # a spike: farther than this many robust std (1.4826 MAD) from the rolling median,
+SPIKE_MIN_REL = 0.1  # and by more than 10 % of it (a blip on a very smooth stretch is no spike)
 
 
 # --- reading logs ----------------------------------------------------------------------------
@@ -89,9 +90,13 @@ def per_epoch(log: pd.DataFrame) -> pd.DataFrame:
 
 def epoch_of_step(log: pd.DataFrame, steps: np.ndarray | pd.Series) -> np.ndarray:
     """Fractional epochs of ``steps``: epoch e spans (last step of e-1, last step of e]."""
+    return _interp(np.asarray(steps, float), *_epoch_knots(log))
+
+
+def _epoch_knots(log: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, epochs) at epoch ends, starting from (0, first epoch - 1)."""
     ends = log.groupby("epoch")["step"].max()
-    epochs = np.r_[ends.index[0] - 1, ends.index.to_numpy(float)]
-    return _interp(np.asarray(steps, float), np.r_[0.0, ends.to_numpy(float)], epochs)
+    return np.r_[0.0, ends.to_numpy(float)], np.r_[ends.index[0] - 1, ends.index.to_numpy(float)]
 
 
 def _interp(x: np.ndarray, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
@@ -116,13 +121,10 @@ def _raw_and_smoothed(ax: Axes, log: pd.DataFrame, key: str, smooth: int | float
 
 def _mark_epochs(ax: Axes, log: pd.DataFrame) -> None:
     """Epoch boundaries as faint vertical lines (when few) and as a top axis in epochs."""
-    ends = log.groupby("epoch")["step"].max().to_numpy()
-    if len(ends) <= MAX_EPOCH_LINES:
-        for end in ends[:-1]:
+    steps, epochs = _epoch_knots(log)
+    if len(steps) - 1 <= MAX_EPOCH_LINES:
+        for end in steps[1:-1]:
             ax.axvline(end, color="0.8", lw=0.8, ls=":", zorder=0, label="_epoch")
-    ends_all = log.groupby("epoch")["step"].max()
-    epochs = np.r_[ends_all.index[0] - 1, ends_all.index.to_numpy(float)]
-    steps = np.r_[0.0, ends_all.to_numpy(float)]
     top = ax.secondary_xaxis("top", functions=(lambda s: _interp(np.asarray(s, float), steps, epochs),
                                                lambda e: _interp(np.asarray(e, float), epochs, steps)))
     top.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=12))
@@ -132,6 +134,8 @@ def _mark_epochs(ax: Axes, log: pd.DataFrame) -> None:
 def _clip_spikes(ax: Axes, values: np.ndarray) -> None:
     """Keep rare spikes from flattening the curves: cut the y axis above the 99th percentile."""
     v = values[np.isfinite(values)]
+    if v.size == 0:
+        return
     lo, hi, top = v.min(), np.quantile(v, 0.99), v.max()
     if top > hi + 2 * (hi - lo):
         ax.set_ylim(lo - 0.05 * (hi - lo), hi + 0.3 * (hi - lo))
@@ -199,6 +203,8 @@ def overlay_losses(logs: dict[str, pd.DataFrame], key: str = "loss_g", smooth: i
         smooth: EMA span, see ``smoothed``.
         x: ``step``, or ``epoch`` to compare runs whose batch sizes (steps per epoch) differ.
     """
+    if x not in ("step", "epoch"):
+        raise ValueError(f"overlay_losses: x must be 'step' or 'epoch' (got {x!r})")
     fig, ax = _figure()
     colors = plt.get_cmap("tab10" if len(logs) <= 10 else "tab20").colors
     for (name, log), color in zip(logs.items(), colors * (len(logs) // len(colors) + 1)):
@@ -209,4 +215,265 @@ def overlay_losses(logs: dict[str, pd.DataFrame], key: str = "loss_g", smooth: i
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     else:
         ax.legend(loc="best", fontsize=9)
+    return fig
+
+
+# --- the losses in numbers and in words ------------------------------------------------------
+def find_spikes(values: pd.Series, k: float = SPIKE_K, window: int | None = None) -> pd.Series:
+    """Rows farther than ``k`` robust standard deviations (and ``SPIKE_MIN_REL``) from a rolling median.
+
+    The deviation scale is 1.4826 x the rolling median absolute deviation of the residuals (a
+    normal distribution's std), so the count does not grow with the spikes it is looking for,
+    and it is local: GAN losses are often far noisier late in training than early.
+
+    Args:
+        values: one log column.
+        k: threshold in robust standard deviations.
+        window: rolling median window in rows (default: 5 % of the rows, at least 11, odd);
+            the first and last half window are never spikes.
+
+    Returns:
+        A boolean Series, True at spikes.
+    """
+    values = values.astype(float)
+    window = window or max(11, int(len(values) * 0.05) | 1)
+    median = values.rolling(window, center=True, min_periods=1).median()
+    residual = (values - median).abs()
+    scale = 1.4826 * residual.rolling(3 * window, center=True, min_periods=1).median()
+    spikes = (residual > k * scale) & (residual > SPIKE_MIN_REL * median.abs().clip(lower=0.01))
+    # within half a window of either end the median is one-sided and lags a trend (the fast
+    # first descent of every run), so those rows are not judged
+    spikes.iloc[: window // 2] = spikes.iloc[len(spikes) - window // 2:] = False
+    return spikes
+
+
+def _trend(steps: np.ndarray, values: np.ndarray) -> tuple[float, float]:
+    """(fitted change across ``steps``, std of the residuals) of a least-squares line."""
+    if len(values) < 3 or np.ptp(steps) == 0:
+        return 0.0, float(np.std(values))
+    slope, intercept = np.polyfit(steps, values, 1)
+    residual = values - (slope * steps + intercept)
+    return float(slope * np.ptp(steps)), float(np.std(residual))
+
+
+def loss_stats(log: pd.DataFrame, tail: float = 0.25, k: float = SPIKE_K) -> dict[str, float]:
+    """Figures of merit of the losses, mostly over the last ``tail`` fraction of log rows.
+
+    Returns:
+        For ``loss_d`` and ``loss_g``: ``mean_``, ``std_``, ``final_`` (the smoothed value at the
+        end), ``rise_`` (fitted change across the tail), ``noise_`` (std around that line),
+        ``swing_`` (std of the detrended smoothed curve: slow oscillation) and ``spikes_`` (spike
+        events over the whole run, see ``find_spikes``); ``mean_`` of D's outputs and accuracies
+        over the tail; ``rows`` (finite ones), ``tail_rows``, ``steps``, ``epochs``, ``tail``,
+        ``spike_k`` and ``nonfinite`` (rows with a NaN or infinite loss, left out of the rest).
+
+    Raises:
+        ValueError: no row has finite losses.
+    """
+    losses = log[["loss_d", "loss_g"]].to_numpy(float)
+    finite = np.isfinite(losses).all(axis=1)
+    if not finite.any():
+        raise ValueError("loss_stats: every logged loss is NaN or infinite; training diverged at once")
+    log = log[finite]  # the trainer logs the non-finite row it stops on
+    n = max(2, math.ceil(len(log) * tail))
+    end = log.tail(n)
+    stats: dict[str, float] = {"rows": len(log), "tail_rows": n, "steps": int(log["step"].iloc[-1]),
+                               "epochs": int(log["epoch"].iloc[-1]), "tail": tail, "spike_k": k,
+                               "nonfinite": int((~finite).sum())}
+    for key in ("loss_d", "loss_g"):
+        stats.update(_loss_stats(log, key, n, k))
+    for key in ("d_real", "d_fake", "d_fake_g", "acc_real", "acc_fake"):
+        stats[f"mean_{key}"] = float(end[key].mean())
+    return stats
+
+
+def _loss_stats(log: pd.DataFrame, key: str, n: int, k: float) -> dict[str, float]:
+    """The ``loss_stats`` entries of one loss column over the last ``n`` rows."""
+    steps, values = log["step"].tail(n).to_numpy(float), log[key].tail(n).to_numpy(float)
+    smooth = smoothed(log[key]).tail(n).to_numpy()
+    rise, noise = _trend(steps, values)
+    spikes = find_spikes(log[key], k)
+    return {f"mean_{key}": float(values.mean()), f"std_{key}": float(values.std()),
+            f"final_{key}": float(smooth[-1]), f"rise_{key}": rise, f"noise_{key}": noise,
+            f"swing_{key}": _trend(steps, smooth)[1],
+            f"spikes_{key}": int((spikes & ~spikes.shift(fill_value=False)).sum())}
+
+
+def reading(stats: dict[str, float]) -> list[str]:
+    """Short sentences that interpret ``loss_stats``; thresholds are the constants atop this module."""
+    share = f"the last {stats['tail']:.0%} of steps"
+    said = [f"the log holds {stats['nonfinite']} rows of non-finite losses: training diverged"] \
+        if stats["nonfinite"] else []
+    if stats["rows"] < MIN_ROWS:
+        return said + [f"only {stats['rows']} log rows: too short to judge trends "
+                       "(log more often or train longer)"]
+    said += _balance_sentences(stats) + _trend_sentences(stats, share)
+    spikes = {key: stats[f"spikes_{key}"] for key in ("loss_d", "loss_g") if stats[f"spikes_{key}"]}
+    if spikes:
+        counts = " and ".join(f"{n} in {LABELS[key]}" for key, n in spikes.items())
+        said.append(f"spikes: {counts} (beyond {stats['spike_k']:g} robust std of the rolling median): "
+                    "unstable updates")
+    return said or [f"no warning signs: over {share} the losses are steady, without trend or spikes, "
+                    "and D neither wins nor gives up"]
+
+
+def _balance_sentences(stats: dict[str, float]) -> list[str]:
+    """Who wins: from the D loss level and D's outputs over the tail."""
+    d, real, fake = stats["mean_loss_d"], stats["mean_d_real"], stats["mean_d_fake"]
+    said = []
+    if d < D_WINS_LOSS:
+        said.append(f"D loss fell to ~0 ({d:.2g}): the discriminator wins; G's gradients vanish, "
+                    "so expect little further progress and check the samples for collapse")
+    elif real > 1 - D_WINS_PROB and fake < D_WINS_PROB:
+        said.append(f"D separates real from fake (D(x) ≈ {real:.2f}, D(G(z)) ≈ {fake:.2f}): "
+                    "the discriminator wins")
+    elif abs(real - 0.5) < CHANCE_PROB and abs(fake - 0.5) < CHANCE_PROB:
+        said.append(f"D is near chance (D(x) ≈ {real:.2f}, D(G(z)) ≈ {fake:.2f}): the ideal "
+                    "equilibrium, or a D that stopped learning; judge by the samples")
+    if stats["mean_d_fake_g"] > G_FOOLS_PROB:
+        said.append(f"D(G(z)) ≈ {stats['mean_d_fake_g']:.2f} in the G step: G fools D entirely; "
+                    "D may be too weak")
+    return said
+
+
+def _trend_sentences(stats: dict[str, float], share: str) -> list[str]:
+    said = []
+    for key, name in (("loss_g", "G"), ("loss_d", "D")):
+        level, rise = max(abs(stats[f"mean_{key}"]), 0.1), stats[f"rise_{key}"]
+        if abs(rise) > RISE_REL * level and abs(rise) > RISE_NOISE * stats[f"noise_{key}"]:
+            way = "rising" if rise > 0 else "falling"
+            said.append(f"{name} loss {way} steadily ({rise:+.2f} over {share})" + _trend_meaning(key, rise))
+    swinging = [n for key, n in (("loss_d", "D"), ("loss_g", "G"))
+                if stats[f"swing_{key}"] > SWING_REL * max(abs(stats[f"mean_{key}"]), 0.1)]
+    if swinging:
+        said.append(f"losses oscillate without settling ({' and '.join(swinging)} loss, smoothed, "
+                    f"swing by more than {SWING_REL:.0%} of their level over {share})")
+    return said
+
+
+def _trend_meaning(key: str, rise: float) -> str:
+    if key == "loss_g" and rise > 0:
+        return ": D is overpowering G"
+    if key == "loss_d" and rise > 0:
+        return ": G is catching up with D"
+    return ": still learning, train longer" if key == "loss_g" else ""
+
+
+# --- images ----------------------------------------------------------------------------------
+def image_grid(images: torch.Tensor, nrow: int | None = None, ax: Axes | None = None,
+               title: str | None = None) -> Figure:
+    """Images (N, C, H, W) in [-1, 1] as one grid; 1 channel in gray with the range fixed to [-1, 1].
+
+    Args:
+        images: the batch (values outside [-1, 1] are clipped).
+        nrow: images per row (default: a square grid).
+        ax: draw into this axes instead of a new figure.
+        title: axes title.
+    """
+    if images.dim() != 4:
+        raise ValueError(f"image_grid wants (N, C, H, W) images, got shape {tuple(images.shape)}")
+    images = images.detach().float().cpu().clamp(-1, 1)
+    nrow = nrow or math.ceil(math.sqrt(len(images)))
+    grid = make_grid((images + 1) / 2, nrow=nrow, padding=2, pad_value=1.0)  # (3, H', W') in [0, 1]
+    if ax is None:
+        _, ax = _figure(figsize=(5, 5 * grid.shape[1] / grid.shape[2] + (0.4 if title else 0)))
+    if images.shape[1] == 1:  # make_grid repeats one channel to three: show one with a fixed range
+        ax.imshow(grid[0].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    else:
+        ax.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest")
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title)
+    return ax.figure
+
+
+def progression(paths: list[Path], labels: list[str] | None = None, max_panels: int = 8) -> Figure:
+    """Saved sample grids (PNG) side by side, e.g. a run's ``RunDir.sample_grids()``.
+
+    Args:
+        paths: the PNGs, oldest first.
+        labels: panel titles (default: ``epoch N`` from names like ``epoch_007.png``).
+        max_panels: show at most this many, evenly spaced, always the first and last.
+    """
+    if not paths:
+        raise ValueError("no sample grids to show: the run has not saved samples/epoch_XXX.png yet")
+    labels = labels or [_epoch_label(Path(p)) for p in paths]
+    if len(labels) != len(paths):
+        raise ValueError(f"progression got {len(paths)} images but {len(labels)} labels")
+    keep = np.unique(np.linspace(0, len(paths) - 1, min(len(paths), max_panels)).round().astype(int))
+    width = min(10.0, 3.3 * len(keep))
+    fig, axes = _figure(1, len(keep), figsize=(width, width / len(keep) + 0.5))
+    for ax, i in zip(np.atleast_1d(axes), keep):
+        ax.imshow(mpimg.imread(paths[i]), interpolation="nearest")
+        ax.set_title(labels[i], fontsize=10)
+        ax.set_axis_off()
+    return fig
+
+
+def _epoch_label(path: Path) -> str:
+    match = re.search(r"epoch_(\d+)", path.stem)
+    return f"epoch {int(match.group(1))}" if match else path.stem
+
+
+def real_vs_fake(real: torch.Tensor, fake: torch.Tensor, nrow: int | None = None) -> Figure:
+    """Real and generated images (N, C, H, W) in [-1, 1] in two panels, side by side."""
+    fig, (left, right) = _figure(1, 2, figsize=(10, 5.4))
+    image_grid(real, nrow, ax=left, title="real")
+    image_grid(fake, nrow, ax=right, title="generated")
+    return fig
+
+
+# --- latent space ----------------------------------------------------------------------------
+def latent_pca(projected: torch.Tensor, ratio: torch.Tensor, chosen: torch.Tensor,
+               images: torch.Tensor) -> Figure:
+    """Latent vectors on two principal components (N, 2), chosen ones marked, their images beside.
+
+    Args:
+        projected: (N, 2) coordinates; ratio: (2,) explained variance ratios.
+        chosen: (K,) indices of the marked vectors; images: (K, C, H, W) they generate.
+    """
+    k = len(chosen)
+    fig = plt.figure(figsize=(10, 4.6), layout="constrained")
+    plt.close(fig)
+    grid = fig.add_gridspec(k, 2, width_ratios=[2.2, 1])
+    ax = fig.add_subplot(grid[:, 0])
+    ax.scatter(projected[:, 0], projected[:, 1], s=6, alpha=0.35, color="C7", label="sampled z")
+    for i, index in enumerate(chosen.tolist()):
+        x, y = projected[index].tolist()
+        ax.scatter([x], [y], s=90, color=f"C{i}", edgecolor="black", zorder=3)
+        ax.annotate(f"z{i + 1}", (x, y), xytext=(6, 6), textcoords="offset points", fontweight="bold")
+        image_grid(images[i:i + 1], ax=fig.add_subplot(grid[i, 1]), title=f"G(z{i + 1})")
+    ax.set_xlabel(f"PC1 ({ratio[0]:.1%} of variance)")
+    ax.set_ylabel(f"PC2 ({ratio[1]:.1%} of variance)")
+    ax.set_title(f"{len(projected)} latent vectors, PCA")
+    return fig
+
+
+def feature_pca(real: torch.Tensor, fake: torch.Tensor) -> Figure:
+    """Real and generated image features (N, F) on the two principal components of both together.
+
+    Fakes that cover the real cloud suggest diversity; a tight fake cluster suggests collapse.
+    """
+    from .latent import pca  # the PCA of latent.py, on features instead of latents
+    projected, _, _, ratio = pca(torch.cat([real, fake]).float(), k=2)
+    fig, ax = _figure(figsize=(6.5, 5))
+    for part, label, color in ((projected[:len(real)], "real", "C0"), (projected[len(real):], "generated", "C3")):
+        ax.scatter(part[:, 0], part[:, 1], s=7, alpha=0.45, color=color, label=f"{label} ({len(part)})")
+    ax.set_xlabel(f"PC1 ({ratio[0]:.1%})")
+    ax.set_ylabel(f"PC2 ({ratio[1]:.1%})")
+    ax.set_title("Images in feature space: real and generated")
+    ax.legend()
+    return fig
+
+
+def nearest_neighbours(fake: torch.Tensor, neighbours: torch.Tensor, distances: torch.Tensor) -> Figure:
+    """Each generated image (Q, C, H, W) followed by its k nearest real images (Q, k, C, H, W)."""
+    q, k = distances.shape
+    fig, axes = _figure(q, k + 1, figsize=(1.3 * (k + 1), 1.35 * q))
+    axes = np.atleast_2d(axes)
+    for row in range(q):
+        image_grid(fake[row:row + 1], ax=axes[row, 0], title="generated" if row == 0 else None)
+        for col in range(k):
+            image_grid(neighbours[row, col:col + 1], ax=axes[row, col + 1])
+            axes[row, col + 1].set_title(f"d={distances[row, col]:.1f}", fontsize=8)
     return fig

@@ -10,7 +10,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -18,6 +18,9 @@ from . import __version__
 from . import config as config_lib
 from .config import Config
 from .rundir import RunDir
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 HIDDEN_CELL_TAGS = ("parameters", "injected-parameters")  # the config header states the real values

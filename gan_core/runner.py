@@ -147,19 +147,13 @@ def prepare_run(run: Run, sweep: Sweep, sweep_dir: Path, threads: int, force: bo
 
 
 def _same_config(path: Path, config: config_lib.Config) -> bool:
+    """Whether config.yaml at ``path`` describes the same run (runtime settings aside)."""
     try:
         old = config_lib.load(path)
     except ConfigError:
         return False
-    return _strip(old) == _strip(config)
-
-
-def _strip(config: config_lib.Config) -> dict[str, Any]:
-    d = config.to_dict()
-    for key in RUNTIME_KEYS:
-        section, name = key.split(".")
-        d[section].pop(name, None)
-    return d
+    strip = lambda c: {k: v for k, v in config_lib.flatten(c.to_dict()).items() if k not in RUNTIME_KEYS}
+    return strip(old) == strip(config)
 
 
 def select(runs: list[Run], only: str | None) -> list[Run]:

@@ -18,9 +18,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import os
-import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,16 +138,10 @@ def _find_notebook(sweep_path: Path, name: str) -> Path:
 def run_key(config: Config, notebooks: list[Path], code: bool) -> str:
     """Hash of what a run's results depend on: config, notebooks, gan_core's code, report options."""
     digest = hashlib.sha256()
-    resolved = {k: v for k, v in _flat(config.to_dict()).items() if k not in RUNTIME_KEYS}
+    resolved = {k: v for k, v in config_lib.flatten(config.to_dict()).items() if k not in RUNTIME_KEYS}
     digest.update(json.dumps(resolved, sort_keys=True).encode())
     for path in [*notebooks, *sorted((REPO / "gan_core").rglob("*.py"))]:
         digest.update(path.name.encode() + path.read_bytes())
     digest.update(str(code).encode())
     return digest.hexdigest()[:16]
 
-
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for k, v in d.items():
-        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
-    return out

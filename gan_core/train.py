@@ -356,24 +356,14 @@ def load_checkpoint(path: str | Path, keys: tuple[str, ...] = CHECKPOINT_KEYS) -
 
 
 def _check_same_run(path: Path, saved: dict[str, Any], config: Config) -> None:
-    old = _flatten(saved)
-    new = _flatten(config.to_dict())
+    old = config_lib.flatten(saved)
+    new = config_lib.flatten(config.to_dict())
     changed = sorted(k for k in old.keys() | new.keys()
                      if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
     if changed:
         diffs = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
         raise TrainingError(f"{path} was trained with another config ({diffs}); "
                             "use a new output folder for a new config")
-
-
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[prefix + k] = v
-    return out
 
 
 def rng_state() -> dict[str, Any]:

@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 
 from gan_core.config import Config, ConfigError, dcgan_base_size, from_dict, load
@@ -16,8 +18,8 @@ def test_defaults_and_override(tmp_path):
     assert config.train.batch_size == 32
     assert config.optim_g.lr == 1e-3 and config.optim_d.lr == 2e-4
     assert config.optim_g.betas == (0.5, 0.999)
-    with pytest.raises(Exception):
-        config.train.epochs = 3  # frozen
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.train.epochs = 3
 
 
 @pytest.mark.parametrize("text, message", [

@@ -1,0 +1,161 @@
+"""Sweep tier: notebooks executed by papermill into reports, the index, caching, failures."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from gan_core import report
+from gan_core.runner import run_sweep
+from gan_core.sweep import load_sweep
+
+from .conftest import REPO, real_data_name
+
+pytestmark = pytest.mark.slow
+
+
+def write_sweep(tmp_path, body, name="s"):
+    base = tmp_path / "base.yaml"
+    base.write_text(f"""
+data: {{name: {real_data_name()}, subset: 64}}
+model: {{latent_dim: 8, ngf: 4, ndf: 4}}
+train: {{epochs: 2, batch_size: 16, log_every: 2, num_samples: 16}}
+""")
+    path = tmp_path / f"{name}.yaml"
+    path.write_text("base: base.yaml\n" + body)
+    return path
+
+
+def test_expand_names_and_overrides(tmp_path):
+    sweep = load_sweep(write_sweep(tmp_path, """
+set: {train.epochs: 1}
+grid:
+  train.batch_size: [16, 32]
+  model.latent_dim: [10, 100]
+variants:
+  bce: {}
+  lsgan: {loss.kind: mse}
+"""))
+    names = [r.name for r in sweep.runs]
+    assert names[:4] == ["bce-bs16-z10", "bce-bs16-z100", "bce-bs32-z10", "bce-bs32-z100"]
+    assert len(names) == 8 and "lsgan-bs32-z100" in names
+    run = sweep.runs[-1]
+    assert run.config.loss.kind == "mse" and run.config.train.batch_size == 32
+    assert run.config.model.latent_dim == 100 and run.config.train.epochs == 1
+    assert run.overrides == {"loss.kind": "mse", "train.batch_size": 32, "model.latent_dim": 100}
+
+
+@pytest.mark.parametrize("body, message", [
+    ("grid:\n  train.batch_size: [16, 0]\n", "s.yaml (run bs0): train.batch_size must be > 0 (got 0)"),
+    ("grid:\n  train.bach_size: [16]\n", "unknown key train.bach_size"),
+    ("grid:\n  model.latent_dim: 8\n", "grid.model.latent_dim must be a non-empty list"),
+    ("gird:\n  model.latent_dim: [8]\n", "s.yaml: unknown key gird"),
+    ("report: {notebooks: [99_nothing]}\n", "no notebook '99_nothing'"),
+])
+def test_bad_sweep_stops_before_any_work(tmp_path, body, message):
+    path = write_sweep(tmp_path, body)
+    result = subprocess.run([sys.executable, "-m", "gan_core", "sweep", str(path), "--out", str(tmp_path / "reports")],
+                            capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert not (tmp_path / "reports").exists()
+
+
+@pytest.fixture(scope="module")
+def smoke_sweep(tmp_path_factory):
+    """The two-configuration sweep, all notebooks, run once for the tests below."""
+    tmp = tmp_path_factory.mktemp("sweep")
+    path = write_sweep(tmp, "grid:\n  model.latent_dim: [8, 16]\n")
+    lines = []
+    code = run_sweep(load_sweep(path), tmp / "reports", jobs=2, pdf=True, log=lines.append)
+    return tmp, path, code, lines
+
+
+def test_sweep_produces_reports_and_index(smoke_sweep):
+    tmp, _, code, lines = smoke_sweep
+    assert code == 0, lines
+    sweep_dir = tmp / "reports" / "s"
+    notebooks = sorted(p.stem for p in (REPO / "notebooks").glob("0[1-5]_*.ipynb"))
+    for run in ("z8", "z16"):
+        for stem in notebooks:
+            page = (sweep_dir / run / f"{stem}.html").read_text()
+            assert "data:image/png;base64" in page or stem == "01_architecture"
+            assert "injected-parameters" not in page and "config_path = " not in page  # parameters hidden
+            assert "Traceback" not in page
+        status = json.loads((sweep_dir / run / "status.json").read_text())
+        assert status["status"] == "ok" and len(status["reports"]) == len(notebooks)
+        metrics = json.loads((sweep_dir / run / "metrics.json").read_text())
+        assert {"training", "architecture", "loss_analysis"} <= metrics.keys()
+        assert np.isfinite(metrics["training"]["final_loss_d"])
+    index = (sweep_dir / "index.html").read_text()
+    assert "z8/02_training.html" in index and "z16/05_sample_gallery.html" in index
+    summary = (sweep_dir / "summary.csv").read_text().splitlines()
+    assert summary[0].startswith("run,differs,status") and len(summary) == 3
+
+
+def test_reports_record_provenance(smoke_sweep):
+    tmp = smoke_sweep[0]
+    page = (tmp / "reports" / "s" / "z8" / "02_training.html").read_text()
+    for fact in ("config hash", "seed", "torch", "commit", "latent_dim: 8"):
+        assert fact in page
+
+
+def test_second_run_skips_completed(smoke_sweep):
+    tmp, path, _, _ = smoke_sweep
+    lines = []
+    before = (tmp / "reports" / "s" / "z8" / "02_training.html").stat().st_mtime
+    assert run_sweep(load_sweep(path), tmp / "reports", jobs=2, log=lines.append) == 0
+    assert any("z8: complete and unchanged, skipped" in line for line in lines)
+    assert any("0 to execute" in line for line in lines)
+    assert (tmp / "reports" / "s" / "z8" / "02_training.html").stat().st_mtime == before
+
+
+@pytest.mark.skipif(report.chromium() is None, reason="Chromium not installed")
+def test_pdf_and_index_screenshot(smoke_sweep, tmp_path):
+    sweep_dir = smoke_sweep[0] / "reports" / "s"
+    pdf = sweep_dir / "z8" / "02_training.pdf"
+    assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 10_000
+    shot = report.screenshot(sweep_dir / "index.html", tmp_path / "index.png", 1000, 1200)
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
+    assert pixels.std() > 10  # text, tables and pictures, not a blank page
+
+
+def test_failing_run_is_reported_and_others_complete(tmp_path):
+    path = write_sweep(tmp_path, f"""
+variants:
+  good: {{}}
+  broken: {{data.name: imagefolder, data.root: {tmp_path / 'no-such-folder'}}}
+report: {{notebooks: [01_architecture, 02_training]}}
+""")
+    lines = []
+    code = run_sweep(load_sweep(path), tmp_path / "reports", jobs=2, log=lines.append)
+    assert code == 1
+    sweep_dir = tmp_path / "reports" / "s"
+    assert json.loads((sweep_dir / "good" / "status.json").read_text())["status"] == "ok"
+    status = json.loads((sweep_dir / "broken" / "status.json").read_text())
+    assert status["status"] == "failed" and status["failed_notebook"] == "02_training"
+    assert "DataError" in status["error"] and "no-such-folder" in status["error"]
+    page = (sweep_dir / "broken" / "02_training.html").read_text()
+    assert "papermill-error-cell" in page and "DataError" in page
+    index = (sweep_dir / "index.html").read_text()
+    assert "broken/02_training.html#papermill-error-cell" in index
+    assert any("1 of 2 runs failed" in line for line in lines)
+    assert not (sweep_dir / "good" / ".done").read_text() == ""
+    # fixing nothing and running again retries only the failed run
+    lines.clear()
+    run_sweep(load_sweep(path), tmp_path / "reports", jobs=1, log=lines.append)
+    assert any("good: complete and unchanged" in line for line in lines)
+    assert any("1 to execute" in line for line in lines)
+
+
+def test_changed_config_keeps_earlier_results(tmp_path):
+    path = write_sweep(tmp_path, "grid:\n  model.latent_dim: [8]\nreport: {notebooks: [02_training]}\n")
+    assert run_sweep(load_sweep(path), tmp_path / "reports", log=lambda s: None) == 0
+    path.write_text(path.read_text().replace("[8]", "[8]\nset: {train.epochs: 1}"))
+    lines = []
+    assert run_sweep(load_sweep(path), tmp_path / "reports", log=lines.append) == 0
+    previous = list((tmp_path / "reports" / "s" / "_previous").iterdir())
+    assert len(previous) == 1 and (previous[0] / "checkpoints" / "last.pt").exists()
+    assert any("config changed" in line for line in lines)
