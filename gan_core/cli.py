@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from typing import Any
 
@@ -43,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--pdf", action="store_true", help="also print each report to PDF (headless Chromium)")
     s.add_argument("--force", action="store_true", help="rerun completed runs from scratch")
     s.add_argument("--only", help="run only these runs (comma-separated names or globs)")
+    s.add_argument("--code", action="store_true", help="keep the code cells in the HTML reports")
     args = parser.parse_args(argv)
     try:
         if args.command == "train":
@@ -55,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.jobs < 1:
                 raise ConfigError(f"--jobs must be >= 1 (got {args.jobs})")
             sweep = load_sweep(args.sweep)  # every run validated before anything executes
+            if args.code:
+                sweep = dataclasses.replace(sweep, code=True)
             return run_sweep(sweep, args.out, args.jobs, args.pdf, args.force, args.only)
     except (ConfigError, DataError, TrainingError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -361,7 +361,7 @@ def _trend_meaning(key: str, rise: float) -> str:
 
 # --- images ----------------------------------------------------------------------------------
 def image_grid(images: torch.Tensor, nrow: int | None = None, ax: Axes | None = None,
-               title: str | None = None) -> Figure:
+               title: str | None = None, width: float = 5.0) -> Figure:
     """Images (N, C, H, W) in [-1, 1] as one grid; 1 channel in gray with the range fixed to [-1, 1].
 
     Args:
@@ -369,6 +369,7 @@ def image_grid(images: torch.Tensor, nrow: int | None = None, ax: Axes | None = 
         nrow: images per row (default: a square grid).
         ax: draw into this axes instead of a new figure.
         title: axes title.
+        width: figure width in inches, when a new figure is made.
     """
     if images.dim() != 4:
         raise ValueError(f"image_grid wants (N, C, H, W) images, got shape {tuple(images.shape)}")
@@ -376,7 +377,7 @@ def image_grid(images: torch.Tensor, nrow: int | None = None, ax: Axes | None = 
     nrow = nrow or math.ceil(math.sqrt(len(images)))
     grid = make_grid((images + 1) / 2, nrow=nrow, padding=2, pad_value=1.0)  # (3, H', W') in [0, 1]
     if ax is None:
-        _, ax = _figure(figsize=(5, 5 * grid.shape[1] / grid.shape[2] + (0.4 if title else 0)))
+        _, ax = _figure(figsize=(width, width * grid.shape[1] / grid.shape[2] + (0.4 if title else 0)))
     if images.shape[1] == 1:  # make_grid repeats one channel to three: show one with a fixed range
         ax.imshow(grid[0].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     else:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,7 +125,7 @@ def _mapping(path: Path, raw: dict[str, Any], key: str) -> dict[str, Any]:
 def _find(sweep_path: Path, name: str, key: str) -> Path:
     for candidate in (sweep_path.parent / name, Path(name), REPO / name):
         if candidate.is_file():
-            return candidate
+            return Path(os.path.normpath(candidate))
     raise ConfigError(f"{sweep_path}: {key}: no such file {name!r} (relative to {sweep_path.parent} or {REPO})")
 
 
