@@ -11,6 +11,7 @@ import yaml
 from . import config as config_lib
 from .config import ConfigError
 from .data import DataError
+from .metrics import evaluate_run, reading
 from .runner import run_sweep
 from .sweep import load_sweep
 from .train import TrainingError, train
@@ -45,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--force", action="store_true", help="rerun completed runs from scratch")
     s.add_argument("--only", help="run only these runs (comma-separated names or globs)")
     s.add_argument("--code", action="store_true", help="keep the code cells in the HTML reports")
+    e = sub.add_parser("evaluate", help="score a run's generator (FD, KID, precision/recall, classes)")
+    e.add_argument("run_dir", help="a run directory with checkpoints/last.pt")
+    e.add_argument("--samples", type=int, help="generated images to score (default: the config's eval.samples)")
+    e.add_argument("--no-checkpoints", action="store_true", help="skip the scores per saved checkpoint")
     args = parser.parse_args(argv)
     try:
         if args.command == "train":
@@ -60,6 +65,11 @@ def main(argv: list[str] | None = None) -> int:
             if args.code:
                 sweep = dataclasses.replace(sweep, code=True)
             return run_sweep(sweep, args.out, args.jobs, args.pdf, args.force, args.only)
+        elif args.command == "evaluate":
+            if args.samples is not None and args.samples < 2:
+                raise ConfigError(f"--samples must be >= 2 (got {args.samples})")
+            for line in reading(evaluate_run(args.run_dir, args.samples, not args.no_checkpoints)):
+                print(line)
     except (ConfigError, DataError, TrainingError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

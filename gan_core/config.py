@@ -81,6 +81,17 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class EvalConfig:
+    samples: int = 10000  # generated and real images per score (the test split caps the real side)
+    checkpoint_samples: int = 2000  # per saved checkpoint, for the quality-over-training curve
+    nearest_k: int = 5  # k of the k-NN manifolds (precision/recall, density/coverage)
+    kid_subset: int = 1000  # KID subset size (capped at the sample count)
+    evaluator_epochs: int = 3  # the evaluator classifier's training recipe (part of its cache key)
+    evaluator_subset: int | None = None  # train the evaluator on the first N training images
+    cache_dir: str = "~/.cache/gan-workbook"  # trained evaluators, keyed by data set and recipe hash
+
+
+@dataclass(frozen=True)
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -88,6 +99,7 @@ class Config:
     optim_g: OptimConfig = field(default_factory=OptimConfig)
     optim_d: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (tuples as lists), as written to config.yaml."""
@@ -264,6 +276,10 @@ def _check_values(c: Config, source: str) -> None:
     for key in ("epochs", "batch_size", "sample_every", "checkpoint_every", "log_every", "num_samples"):
         need(getattr(t, key) > 0, f"train.{key}", "must be > 0", getattr(t, key))
     need(t.threads >= 0, "train.threads", "must be >= 0", t.threads)
+    for key in ("samples", "checkpoint_samples", "nearest_k", "kid_subset", "evaluator_epochs"):
+        need(getattr(c.eval, key) > 0, f"eval.{key}", "must be > 0", getattr(c.eval, key))
+    need(c.eval.evaluator_subset is None or c.eval.evaluator_subset > 0, "eval.evaluator_subset",
+         "must be > 0", c.eval.evaluator_subset)
     need(c.data.subset is None or c.data.subset >= t.batch_size, "data.subset",
          f"must hold at least one batch (train.batch_size = {t.batch_size})", c.data.subset)
 

@@ -478,3 +478,42 @@ def nearest_neighbours(fake: torch.Tensor, neighbours: torch.Tensor, distances: 
             image_grid(neighbours[row, col:col + 1], ax=axes[row, col + 1])
             axes[row, col + 1].set_title(f"d={distances[row, col]:.1f}", fontsize=8)
     return fig
+
+
+# --- quality scores ----------------------------------------------------------------------------
+def class_histogram(generated: dict[str, float], data: dict[str, float]) -> Figure:
+    """Share of generated samples per predicted class, beside the data's class shares."""
+    names = list(data)
+    x = np.arange(len(names))
+    fig, ax = _figure(figsize=(10, 3.8))
+    ax.bar(x - 0.2, [data[n] for n in names], 0.4, label="real test split", color="C0")
+    ax.bar(x + 0.2, [generated.get(n, 0.0) for n in names], 0.4, label="generated", color="C3")
+    ax.set_xticks(x, names, rotation=30, ha="right")
+    ax.set_ylabel("share of samples")
+    ax.set_title("Classes of generated samples, as the evaluator classifies them")
+    ax.legend()
+    return fig
+
+
+def quality_over_training(rows: list[dict], name: str) -> Figure:
+    """FD per saved checkpoint with the real floor, and precision/recall/coverage beside it."""
+    floor = next(r for r in rows if r["floor"])
+    runs = [r for r in rows if not r["floor"]]
+    epochs = [r["epoch"] for r in runs]
+    fig, (left, right) = _figure(1, 2, figsize=(10, 3.8))
+    left.plot(epochs, [r["fd"] for r in runs], "o-", color="C3", label="generator")
+    left.axhline(floor["fd"], color="C2", linestyle="--", label="real train vs test (floor)")
+    left.set_xlabel("epoch")
+    left.set_ylabel(name)
+    left.set_title(f"{name} over training ({runs[0]['samples'] if runs else 0} samples)")
+    left.legend()
+    for key, color in (("precision", "C0"), ("recall", "C1"), ("coverage", "C4")):
+        right.plot(epochs, [r[key] for r in runs], "o-", color=color, label=key)
+        right.axhline(floor[key], color=color, linestyle=":", alpha=0.7)
+    right.set_xlabel("epoch")
+    right.set_ylim(0, 1.05)
+    right.set_title("Precision, recall, coverage (dotted: floor)")
+    right.legend()
+    for ax in (left, right):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    return fig

@@ -154,9 +154,22 @@ def sweep_table(sweep_dir: str | Path) -> "pd.DataFrame":
             "status": status.get("status", "ok" if training else "not run"),
             "duration_s": status.get("duration_s"), "epochs": training.get("epochs"),
             "final_loss_d": training.get("final_loss_d"), "final_loss_g": training.get("final_loss_g"),
-            "images_per_s": training.get("images_per_s"), "error": status.get("error", ""),
+            "images_per_s": training.get("images_per_s"), **_scores(run),
+            "error": status.get("error", ""),
         })
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if "fd" in table and table["fd"].notna().any():  # rank by the evaluator's Frechet distance
+        table.insert(1, "rank", table["fd"].rank(method="min").astype("Int64"))
+    return table
+
+
+def _scores(run: RunDir) -> dict[str, Any]:
+    evaluation = run.read_metrics().get("evaluation", {})
+    if not evaluation.get("available"):
+        return {}
+    final, floor = evaluation["final"], evaluation["floor"]
+    return {"fd": final["fd"], "fd_floor": floor["fd"], "kid": final["kid"], "precision": final["precision"],
+            "recall": final["recall"], "coverage": final["coverage"], "classes": final["classes_covered"]}
 
 
 def index_html(table: "pd.DataFrame", sweep_dir: str | Path) -> str:

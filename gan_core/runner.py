@@ -184,6 +184,8 @@ def run_sweep(sweep: Sweep, out: str | Path = "reports", jobs: int = 1, pdf: boo
         else:
             jobs_todo[run.name] = job
     _write_sweep_file(sweep, sweep_dir)
+    if jobs_todo and any("evaluation" in p.stem for p in sweep.notebooks):
+        _prepare_evaluators([r for r in runs if r.name in jobs_todo], log)
     log(f"{sweep.path}: {len(runs)} runs, {len(jobs_todo)} to execute, {jobs} at a time, "
         f"{threads} threads each -> {sweep_dir}")
     results = execute_jobs(list(jobs_todo.values()), jobs, log)
@@ -215,6 +217,18 @@ def execute_jobs(jobs: list[Job], workers: int, log: Callable[[str], None]) -> l
             log(f"{name}: {result['status']} in {result.get('duration_s', '?')} s"
                 + (f" ({result.get('failed_notebook')}: {result.get('error')})" if result["status"] != "ok" else ""))
     return results
+
+
+def _prepare_evaluators(runs: list[Run], log: Callable[[str], None]) -> None:
+    """Train (or find cached) each evaluator once here, before parallel runs would each want it."""
+    from . import metrics
+    done = set()
+    for run in runs:
+        if run.config.data.name in metrics.EVALUATOR_SIZES:
+            key = metrics.recipe_hash(metrics.evaluator_recipe(run.config)), run.config.eval.cache_dir
+            if key not in done:
+                metrics.load_evaluator(run.config, log)
+                done.add(key)
 
 
 def _write_sweep_file(sweep: Sweep, sweep_dir: Path) -> None:

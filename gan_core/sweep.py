@@ -30,7 +30,7 @@ from .config import Config, ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
-SUMMARY_NOTEBOOK = "06_sweep_summary"
+SUMMARY_NOTEBOOK = "07_sweep_summary"
 SWEEP_KEYS = {"base", "set", "grid", "variants", "report"}
 REPORT_KEYS = {"code", "notebooks"}
 RUNTIME_KEYS = {"train.threads", "train.progress"}  # change how a run is executed, not what it computes

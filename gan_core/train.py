@@ -359,7 +359,8 @@ def _check_same_run(path: Path, saved: dict[str, Any], config: Config) -> None:
     old = config_lib.flatten(saved)
     new = config_lib.flatten(config.to_dict())
     changed = sorted(k for k in old.keys() | new.keys()
-                     if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
+                     if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES
+                     and not k.startswith("eval."))  # scoring settings do not touch training
     if changed:
         diffs = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
         raise TrainingError(f"{path} was trained with another config ({diffs}); "

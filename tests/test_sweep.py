@@ -22,6 +22,7 @@ def write_sweep(tmp_path, body, name="s"):
 data: {{name: {real_data_name()}, subset: 64}}
 model: {{latent_dim: 8, ngf: 4, ndf: 4}}
 train: {{epochs: 2, batch_size: 16, log_every: 2, num_samples: 16}}
+eval: {{samples: 64, checkpoint_samples: 32, evaluator_epochs: 1, evaluator_subset: 2000, cache_dir: {tmp_path / 'cache'}}}
 """)
     path = tmp_path / f"{name}.yaml"
     path.write_text("base: base.yaml\n" + body)
@@ -77,7 +78,7 @@ def test_sweep_produces_reports_and_index(smoke_sweep):
     tmp, _, code, lines = smoke_sweep
     assert code == 0, lines
     sweep_dir = tmp / "reports" / "s"
-    notebooks = sorted(p.stem for p in (REPO / "notebooks").glob("0[1-5]_*.ipynb"))
+    notebooks = sorted(p.stem for p in (REPO / "notebooks").glob("0[1-6]_*.ipynb"))
     for run in ("z8", "z16"):
         for stem in notebooks:
             page = (sweep_dir / run / f"{stem}.html").read_text()
@@ -87,12 +88,13 @@ def test_sweep_produces_reports_and_index(smoke_sweep):
         status = json.loads((sweep_dir / run / "status.json").read_text())
         assert status["status"] == "ok" and len(status["reports"]) == len(notebooks)
         metrics = json.loads((sweep_dir / run / "metrics.json").read_text())
-        assert {"training", "architecture", "loss_analysis"} <= metrics.keys()
+        assert {"training", "architecture", "loss_analysis", "evaluation"} <= metrics.keys()
         assert np.isfinite(metrics["training"]["final_loss_d"])
     index = (sweep_dir / "index.html").read_text()
     assert "z8/02_training.html" in index and "z16/05_sample_gallery.html" in index
     summary = (sweep_dir / "summary.csv").read_text().splitlines()
-    assert summary[0].startswith("run,differs,status") and len(summary) == 3
+    assert summary[0].startswith("run,rank,differs,status") and "fd,fd_floor" in summary[0]
+    assert len(summary) == 3
 
 
 def test_reports_record_provenance(smoke_sweep):

@@ -1,0 +1,116 @@
+"""The scores mean something: floor, noise, collapse, degradation, determinism, cache."""
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gan_core import metrics
+from gan_core.config import from_dict
+from gan_core.train import train
+
+from .conftest import real_data_name
+
+
+def digits_config(tmp_path, **eval_overrides):
+    return from_dict({"data": {"name": "digits"},
+                      "eval": {"evaluator_epochs": 12, "cache_dir": str(tmp_path), "samples": 297,
+                               "checkpoint_samples": 200, **eval_overrides}}, "test")
+
+
+@pytest.fixture(scope="module")
+def scorer(tmp_path_factory):
+    return metrics.Scorer(digits_config(tmp_path_factory.mktemp("cache")), log=lambda s: None)
+
+
+def real_train(scorer, n=297):
+    return metrics.evaluator_data(scorer.config, "train", subset=n).images
+
+
+def test_evaluator_learns_digits(scorer):
+    assert scorer.info["test_accuracy"] >= 0.9
+    assert scorer.name == "FD (digits classifier)"
+
+
+def test_real_vs_real_is_the_floor(scorer):
+    floor = scorer.floor(297)
+    assert floor["precision"] > 0.8 and floor["recall"] > 0.8 and floor["coverage"] > 0.7
+    assert floor["classes_covered"] == 10 and floor["class_kl"] < 0.05
+    noise = scorer.score(torch.rand(297, 1, 28, 28) * 2 - 1)
+    assert noise["fd"] > 10 * floor["fd"]
+    assert noise["precision"] < 0.1
+
+
+def test_collapsed_generator(scorer):
+    data = metrics.evaluator_data(scorer.config, "train")
+    threes = data.images[data.labels == 3][:297]
+    collapsed = threes[torch.arange(297) % len(threes)]
+    scores = scorer.score(collapsed)
+    assert scores["classes_covered"] == 1
+    assert scores["class_histogram"]["3"] > 0.9
+    assert scores["recall"] < 0.3 and scores["coverage"] < 0.3
+    assert scores["class_kl"] > 1.5  # about ln 10
+
+
+def blur(images, sigma):
+    radius = 3
+    x = torch.arange(-radius, radius + 1, dtype=torch.float)
+    kernel = torch.exp(-x ** 2 / (2 * sigma ** 2))
+    kernel = kernel / kernel.sum()
+    images = F.conv2d(F.pad(images, (radius, radius, 0, 0), mode="replicate"), kernel.view(1, 1, 1, -1))
+    return F.conv2d(F.pad(images, (0, 0, radius, radius), mode="replicate"), kernel.view(1, 1, -1, 1))
+
+
+def test_fd_rises_with_noise_and_blur(scorer):
+    real = real_train(scorer)
+    g = torch.Generator().manual_seed(0)
+    noisy = [scorer.score((real + s * torch.randn(real.shape, generator=g)).clamp(-1, 1))["fd"]
+             for s in (0.0, 0.2, 0.4, 0.8)]
+    blurred = [scorer.score(blur(real, s))["fd"] for s in (0.5, 1.0, 1.5, 2.5)]
+    assert noisy == sorted(noisy) and noisy[-1] > 5 * noisy[0]
+    assert blurred == sorted(blurred)
+
+
+def test_scores_are_deterministic(scorer):
+    images = real_train(scorer)[:200]
+    assert scorer.score(images) == scorer.score(images)
+
+
+def test_stale_cache_is_refused_and_retrained(tmp_path):
+    config = digits_config(tmp_path, evaluator_epochs=1)
+    metrics.load_evaluator(config, log=lambda s: None)
+    path = next((tmp_path / "evaluators").glob("digits-*.pt"))
+    state = torch.load(path, weights_only=True)
+    state["recipe_hash"] = "0" * 12
+    state["weights"] = {k: torch.zeros_like(v) for k, v in state["weights"].items()}
+    torch.save(state, path)
+    lines = []
+    model, info = metrics.load_evaluator(config, log=lines.append)
+    assert any("refused, retraining" in line for line in lines)
+    assert torch.load(path, weights_only=True)["recipe_hash"] == metrics.recipe_hash(metrics.evaluator_recipe(config))
+    assert any(v.abs().sum() > 0 for v in model.state_dict().values())  # trained again, not the zeroed ones
+
+
+def test_evaluate_run_writes_scores(tmp_path):
+    config = from_dict({
+        "data": {"name": "digits", "subset": 256},
+        "model": {"latent_dim": 8, "ngf": 4, "ndf": 4},
+        "train": {"epochs": 2, "batch_size": 32, "threads": 1, "progress": False, "num_samples": 16},
+        "eval": {"evaluator_epochs": 2, "cache_dir": str(tmp_path / "cache"), "samples": 200,
+                 "checkpoint_samples": 100}}, "test")
+    train(config, tmp_path / "run", log=lambda s: None)
+    result = metrics.evaluate_run(tmp_path / "run", log=lambda s: None)
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())["evaluation"]
+    assert saved["final"]["fd"] == pytest.approx(result["final"]["fd"])
+    assert [r["epoch"] for r in result["over_training"]] == [0, 1, 2]
+    assert result["final"]["samples"] == 200 and result["floor"]["fd"] < result["final"]["fd"]
+    assert metrics.reading(result)[0].startswith("FD (digits classifier)")
+
+
+@pytest.mark.slow
+def test_fashion_mnist_evaluator_reaches_90_percent(tmp_path):
+    if real_data_name() != "fashion-mnist":
+        pytest.skip("Debian's dataset-fashion-mnist is not installed")
+    config = from_dict({"eval": {"cache_dir": str(tmp_path)}}, "test")  # the default recipe
+    _, info = metrics.load_evaluator(config, log=lambda s: None)
+    assert info["test_accuracy"] >= 0.90
