@@ -164,15 +164,21 @@ def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 def load(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
     """Load a YAML config over the defaults, apply dotted-key overrides, validate."""
     path = Path(path)
+    raw = read_yaml(path, "config")
+    return from_dict(merge(raw, unflatten(overrides or {})), str(path))
+
+
+def read_yaml(path: Path, kind: str) -> dict[str, Any]:
+    """A YAML file's top-level mapping; a missing file or bad YAML raises ConfigError naming it."""
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
+        raise ConfigError(f"{path}: no such {kind} file") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
-    return from_dict(merge(raw, unflatten(overrides or {})), str(path))
+    return raw
 
 
 def from_dict(raw: dict[str, Any], source: str = "config") -> Config:

@@ -21,7 +21,6 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -286,7 +285,11 @@ def evaluate_run(run_dir: str | Path, samples: int | None = None, checkpoints: b
     result = {"available": True, "name": scorer.name, "evaluator": scorer.info,
               "final": scorer.score(sample_images(generator, n, nz, seed)), "floor": scorer.floor(n)}
     if checkpoints:
-        result["over_training"] = _over_training(run, scorer, config, seed)
+        result["over_training"] = rows = _over_training(run, scorer, config, seed)
+        best = min((r for r in rows if not r["floor"]), key=lambda r: r["fd"], default=None)
+        if best:  # the snapshot to keep when training went on past its best
+            result["best_checkpoint"] = {"epoch": best["epoch"], "fd": best["fd"],
+                                         "path": str(run.snapshot(best["epoch"]))}
     result["seconds"] = round(time.perf_counter() - start, 1)
     log(f"{scorer.name} {result['final']['fd']:.2f} (floor {result['floor']['fd']:.2f}) on "
         f"{result['final']['samples']} samples in {result['seconds']} s")
@@ -326,6 +329,9 @@ def reading(result: dict[str, Any]) -> list[str]:
                 if share > 1.5 * final["data_histogram"].get(c, 0) and share >= COVERED_SHARE]
     lines.append(f"The generator covers {covered} of {total} classes (KL from the data's class shares "
                  f"{final['class_kl']:.3f} nats)" + (f"; it favours {', '.join(favoured)}." if favoured else "."))
+    if best := result.get("best_checkpoint"):
+        lines.append(f"Best saved checkpoint by {name}: epoch {best['epoch']} ({best['fd']:.2f} on the "
+                     f"smaller per-checkpoint sample), {best['path']}.")
     if covered <= total // 2:
         lines.append("Half of the classes or more are missing: mode collapse.")
     elif final["recall"] < 0.5 * floor["recall"]:

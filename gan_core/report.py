@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+HIDDEN_INDEX_COLUMNS = ("error", "images_per_s", "kid", "fd_floor")  # kept in summary.csv
 HIDDEN_CELL_TAGS = ("parameters", "injected-parameters")  # the config header states the real values
 
 
@@ -175,12 +176,19 @@ def _scores(run: RunDir) -> dict[str, Any]:
 def index_html(table: "pd.DataFrame", sweep_dir: str | Path) -> str:
     """The sweep table as HTML with each run's final grid and links to its reports."""
     sweep_dir = Path(sweep_dir)
-    shown = table.drop(columns=["error"]).copy()
+    floor = ""
+    if "fd_floor" in table and table["fd_floor"].notna().any():
+        floor = (f"<p>Ranked by FD in the evaluator's feature space (lower is better); real training "
+                 f"images score {table['fd_floor'].dropna().iloc[0]:.3g} (the floor). KID, images/s and "
+                 "the rest are in summary.csv.</p>")
+        table = table.sort_values("rank", kind="stable")
+    shown = table.drop(columns=[c for c in HIDDEN_INDEX_COLUMNS if c in table])
     shown["final grid"] = [_thumbnail(RunDir(sweep_dir / name)) for name in table["run"]]
     shown["reports"] = [_links(sweep_dir / name) for name in table["run"]]
     shown["status"] = [_status_cell(sweep_dir / name, s, e) for name, s, e
                        in zip(table["run"], table["status"], table["error"])]
-    return shown.to_html(escape=False, index=False, na_rep="", float_format=lambda x: f"{x:,.4g}")
+    body = shown.to_html(escape=False, index=False, na_rep="", float_format=lambda x: f"{x:,.4g}")
+    return f"{floor}<div style='overflow-x:auto'>{body}</div>"
 
 
 def _thumbnail(run: RunDir, width: int = 160) -> str:
@@ -188,12 +196,13 @@ def _thumbnail(run: RunDir, width: int = 160) -> str:
     if not grids:
         return ""
     data = base64.b64encode(grids[-1].read_bytes()).decode()
-    return f"<img src='data:image/png;base64,{data}' width='{width}' title='{grids[-1].name}'>"
+    return (f"<img src='data:image/png;base64,{data}' style='width:{width}px;max-width:none' "
+            f"alt='final grid of {run.root.name}' title='{grids[-1].name}'>")
 
 
 def _links(run_dir: Path) -> str:
     pages = sorted(run_dir.glob("[0-9][0-9]_*.html"))
-    return " ".join(f"<a href='{run_dir.name}/{p.name}'>{p.stem.split('_', 1)[1]}</a>" for p in pages)
+    return "<br>".join(f"<a href='{run_dir.name}/{p.name}'>{p.stem.split('_', 1)[1]}</a>" for p in pages)
 
 
 def _status_cell(run_dir: Path, status: str, error: str) -> str:

@@ -23,8 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from . import config as config_lib
 from .config import Config, ConfigError
 
@@ -65,13 +63,8 @@ def load_sweep(path: str | Path) -> Sweep:
         ConfigError: naming the sweep file, the run and the key.
     """
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such sweep file") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    if not isinstance(raw, dict) or "base" not in raw:
+    raw = config_lib.read_yaml(path, "sweep")
+    if "base" not in raw:
         raise ConfigError(f"{path}: a sweep needs 'base: CONFIG.yaml' (and 'grid' or 'variants')")
     if unknown := set(raw) - SWEEP_KEYS:
         raise ConfigError(f"{path}: unknown key {sorted(unknown)[0]} (known: {', '.join(sorted(SWEEP_KEYS))})")
