@@ -175,7 +175,7 @@ def draw_gan(generator: nn.Module, discriminator: nn.Module, latent_dim: int,
     plt.close(fig)
     image = f"image  {format_shape(tuple(image_shape))}"
     draw_network(g_rows, "Generator", f"z  ({latent_dim})", image, ax=ax_g, color=COLORS["G"])
-    draw_network(d_rows, "Discriminator", image, "logit  (Sigmoid in the loss)", ax=ax_d, color=COLORS["D"])
+    draw_network(d_rows, "Discriminator", image, "logit  (losses work on logits)", ax=ax_d, color=COLORS["D"])
     for ax in (ax_g, ax_d):  # same vertical scale in both columns, aligned at the top
         ax.set_ylim(ax.get_ylim()[1] - n, ax.get_ylim()[1])
     fig.tight_layout()

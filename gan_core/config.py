@@ -42,15 +42,18 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    arch: Literal["dcgan"] = "dcgan"
+    arch: Literal["dcgan", "mlp"] = "dcgan"
     latent_dim: int = 100
-    ngf: int = 64  # generator width (channels of its last hidden layer)
-    ndf: int = 64  # discriminator width (channels of its first layer)
+    ngf: int = 64  # dcgan: generator width (channels of its last hidden layer)
+    ndf: int = 64  # dcgan: discriminator width (channels of its first layer)
+    g_hidden: tuple[int, ...] = (256, 512, 1024)  # mlp: generator layer widths, z side first
+    d_hidden: tuple[int, ...] = (512, 256)  # mlp: discriminator layer widths, image side first
+    d_dropout: float = 0.0  # mlp: dropout after each discriminator layer
 
 
 @dataclass(frozen=True)
 class LossConfig:
-    kind: Literal["bce", "mse"] = "bce"  # bce: non-saturating GAN; mse: least squares (LSGAN)
+    kind: Literal["bce", "mse", "hinge"] = "bce"  # bce: non-saturating; mse: least squares (LSGAN); hinge
     real_label: float = 1.0  # 0.9 is one-sided label smoothing (Salimans et al. 2016)
 
 
@@ -78,6 +81,7 @@ class TrainConfig:
     threads: int = 0  # torch CPU threads; 0 leaves torch's default
     num_samples: int = 64  # images in each fixed-noise grid
     progress: bool = True  # tqdm bar
+    ema: float = 0.0  # decay of an exponential moving average of G's weights (e.g. 0.999); 0: off
 
 
 @dataclass(frozen=True)
@@ -270,7 +274,14 @@ def _check_values(c: Config, source: str) -> None:
          "must name the folder of images when data.name is imagefolder", c.data.root)
     for key in ("latent_dim", "ngf", "ndf"):
         need(getattr(c.model, key) > 0, f"model.{key}", "must be > 0", getattr(c.model, key))
+    for key in ("g_hidden", "d_hidden"):
+        widths = getattr(c.model, key)
+        need(len(widths) > 0 and all(w > 0 for w in widths), f"model.{key}", "must be widths > 0", list(widths))
+    need(0.0 <= c.model.d_dropout < 1.0, "model.d_dropout", "must be in [0, 1)", c.model.d_dropout)
     need(0.0 < c.loss.real_label <= 1.0, "loss.real_label", "must be in (0, 1]", c.loss.real_label)
+    need(c.loss.kind != "hinge" or c.loss.real_label == 1.0, "loss.real_label",
+         "must be 1.0 with the hinge loss (label smoothing is for bce and mse)", c.loss.real_label)
+    need(0.0 <= c.train.ema < 1.0, "train.ema", "must be in [0, 1)", c.train.ema)
     for net in ("optim_g", "optim_d"):
         opt: OptimConfig = getattr(c, net)
         need(opt.lr > 0, f"{net}.lr", "must be > 0", opt.lr)

@@ -24,16 +24,21 @@ class GANLoss:
         if self.kind == "bce":  # -log D(x) - log(1 - D(G(z))), as pytorch/examples sums them
             return (F.binary_cross_entropy_with_logits(real_logits, real_target)
                     + F.binary_cross_entropy_with_logits(fake_logits, fake_target))
+        if self.kind == "hinge":  # Lim & Ye 2017, https://arxiv.org/abs/1705.02894; Miyato et al. 2018
+            return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
         # LSGAN (Mao et al. 2017, https://arxiv.org/abs/1611.04076), a=0, b=1: 1/2 E[(D(x)-b)^2] + 1/2 E[(D(G(z))-a)^2]
         return 0.5 * (F.mse_loss(real_logits, real_target) + F.mse_loss(fake_logits, fake_target))
 
     def g_loss(self, fake_logits: torch.Tensor) -> torch.Tensor:
-        """Generator loss on fake logits (B,): non-saturating -log D(G(z)), or LSGAN's c=1."""
+        """Generator loss on fake logits (B,): non-saturating -log D(G(z)), LSGAN's c=1, or -D(G(z))."""
+        if self.kind == "hinge":
+            return -fake_logits.mean()
         target = torch.ones_like(fake_logits)
         if self.kind == "bce":
             return F.binary_cross_entropy_with_logits(fake_logits, target)
         return 0.5 * F.mse_loss(fake_logits, target)
 
     def prob(self, logits: torch.Tensor) -> torch.Tensor:
-        """D's output read as 'probability of real': sigmoid for BCE, the raw output for LSGAN."""
-        return torch.sigmoid(logits) if self.kind == "bce" else logits
+        """D's output read as 'probability of real': the raw output for LSGAN (targets 0 and 1),
+        the sigmoid of the logit otherwise (hinge's decision boundary is also 0)."""
+        return logits if self.kind == "mse" else torch.sigmoid(logits)

@@ -7,6 +7,7 @@ no per-step host synchronisation.
 """
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import pickle
@@ -32,6 +33,7 @@ from .rundir import LOG_COLUMNS, RunDir, write_atomic
 
 CHECKPOINT_KEYS = ("config", "epoch", "step", "generator", "discriminator", "optim_g", "optim_d",
                    "fixed_z", "rng")
+SNAPSHOT_KEYS = ("config", "epoch", "step", "generator", "generator_ema", "image_shape")
 # settings that may change between a checkpoint and its resumption without changing the run
 RESUMABLE_CHANGES = {"train.epochs", "train.sample_every", "train.checkpoint_every", "train.log_every",
                      "train.device", "train.threads", "train.progress", "data.workers", "data.root",
@@ -96,6 +98,9 @@ class Trainer:
         self.G, self.D = (m.to(self.device) for m in build_models(config, self.data.shape[0]))
         if t.channels_last:
             self.G, self.D = (m.to(memory_format=torch.channels_last) for m in (self.G, self.D))
+        # samples and scores come from an average of G's weights when train.ema is on
+        # (Yazici et al. 2019, https://arxiv.org/abs/1806.04498)
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False) if t.ema else None
         self.opt_g = make_optimizer(self.G.parameters(), config.optim_g)
         self.opt_d = make_optimizer(self.D.parameters(), config.optim_d)
         self.loss = GANLoss(config.loss)
@@ -113,7 +118,8 @@ class Trainer:
         c, t = self.config, self.config.train
         shape = "x".join(map(str, self.data.shape))
         return (f"{c.data.name} {len(self.data)}x{shape} | {c.model.arch} G {count_parameters(self.G):,} "
-                f"D {count_parameters(self.D):,} params, z {c.model.latent_dim} | {c.loss.kind} | "
+                f"D {count_parameters(self.D):,} params, z {c.model.latent_dim} | {c.loss.kind}"
+                f"{f', EMA {t.ema}' if t.ema else ''} | "
                 f"{self.device} {t.precision} {torch.get_num_threads()} threads | {t.epochs} epochs x "
                 f"{self.steps_per_epoch} steps of {t.batch_size} = {t.epochs * self.steps_per_epoch} steps "
                 f"| -> {self.run.root}")
@@ -146,6 +152,8 @@ class Trainer:
         self.scaler.step(self.opt_g)
         self.scaler.update()
         self.D.requires_grad_(True)
+        if self.G_ema is not None:
+            self._update_ema()
 
         with torch.no_grad():
             p_real, p_fake = self.loss.prob(real_logits.float()), self.loss.prob(fake_logits.float())
@@ -153,6 +161,14 @@ class Trainer:
                 loss_d.detach(), loss_g.detach(), p_real.mean(), p_fake.mean(),
                 self.loss.prob(fake_logits_g.detach()).mean(),
                 (p_real > 0.5).float().mean(), (p_fake <= 0.5).float().mean()])
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        weight = 1.0 - self.config.train.ema
+        for averaged, current in zip(self.G_ema.parameters(), self.G.parameters()):
+            averaged.lerp_(current, weight)
+        for averaged, current in zip(self.G_ema.buffers(), self.G.buffers()):
+            averaged.copy_(current)  # BatchNorm statistics: the current ones
 
     # --- the loop --------------------------------------------------------------------------
     def fit(self, progress: bool | None = None) -> dict[str, Any]:
@@ -222,13 +238,14 @@ class Trainer:
     # --- outputs ---------------------------------------------------------------------------
     @torch.no_grad()
     def generate(self, z: torch.Tensor) -> torch.Tensor:
-        """Images (B, C, H, W) in [-1, 1] from latents (B, latent_dim), G in eval mode."""
-        was_training = self.G.training
-        self.G.eval()
+        """Images (B, C, H, W) in [-1, 1] from latents (B, latent_dim), G (or its EMA) in eval mode."""
+        generator = self.G_ema if self.G_ema is not None else self.G
+        was_training = generator.training
+        generator.eval()
         try:
-            return self.G(z.to(self.device)).float()
+            return generator(z.to(self.device)).float()
         finally:
-            self.G.train(was_training)
+            generator.train(was_training)
 
     def save_samples(self, path: Path) -> None:
         """The fixed-noise grid as a PNG."""
@@ -238,6 +255,7 @@ class Trainer:
 
     def save_checkpoint(self) -> Path:
         """Write checkpoints/last.pt atomically (and a G snapshot for this epoch)."""
+        self.run.checkpoints.mkdir(parents=True, exist_ok=True)
         state = {
             "config": self.config.to_dict(), "epoch": self.epoch, "step": self.step,
             "generator": self.G.state_dict(), "discriminator": self.D.state_dict(),
@@ -245,8 +263,10 @@ class Trainer:
             "scaler": self.scaler.state_dict(), "fixed_z": self.fixed_z.cpu(), "rng": rng_state(),
             "image_shape": list(self.data.shape), "seconds": self.seconds,
         }
+        if self.G_ema is not None:
+            state["generator_ema"] = self.G_ema.state_dict()
         _save_atomic(state, self.run.last_checkpoint)
-        _save_atomic({k: state[k] for k in ("config", "epoch", "step", "generator", "image_shape")},
+        _save_atomic({k: v for k, v in state.items() if k in SNAPSHOT_KEYS},
                      self.run.snapshot(self.epoch))
         return self.run.last_checkpoint
 
@@ -266,6 +286,8 @@ class Trainer:
         self.opt_g.load_state_dict(state["optim_g"])
         self.opt_d.load_state_dict(state["optim_d"])
         self.scaler.load_state_dict(state.get("scaler", {}))
+        if self.G_ema is not None:
+            self.G_ema.load_state_dict(state["generator_ema"])
         self.fixed_z = state["fixed_z"].to(self.device)
         self.epoch, self.step, self.seconds = state["epoch"], state["step"], state.get("seconds", 0.0)
         set_rng_state(state["rng"])
@@ -303,11 +325,14 @@ def train(config: Config, run_dir: str | Path, resume: bool = True, progress: bo
 
 
 def load_generator(checkpoint: str | Path, device: str = "cpu") -> tuple[nn.Module, Config]:
-    """The generator of a checkpoint (last.pt or a snapshot), in eval mode, and its config."""
+    """The generator of a checkpoint (last.pt or a snapshot), in eval mode, and its config.
+
+    With ``train.ema`` on, this is the weight average, the generator samples are drawn from.
+    """
     state = load_checkpoint(checkpoint, keys=("config", "generator", "image_shape"))
     config = config_lib.from_dict(state["config"], str(checkpoint))
     generator, _ = build_models(config, state["image_shape"][0])
-    generator.load_state_dict(state["generator"])
+    generator.load_state_dict(state.get("generator_ema", state["generator"]))
     return generator.to(device).eval(), config
 
 

@@ -39,6 +39,11 @@ def test_defaults_and_override(tmp_path):
     ("loss:\n  real_label: 1.5\n", "loss.real_label must be in (0, 1] (got 1.5)"),
     ("train:\n  precision: fp8\n", "train.precision must be one of"),
     ("train: 3\n", "train must be a mapping (got 3)"),
+    ("loss: {kind: hinge, real_label: 0.9}\n", "loss.real_label must be 1.0 with the hinge loss"),
+    ("model: {g_hidden: []}\n", "model.g_hidden must be widths > 0 (got [])"),
+    ("model: {d_dropout: 1.0}\n", "model.d_dropout must be in [0, 1) (got 1.0)"),
+    ("model: {arch: resnet}\n", "model.arch must be one of 'dcgan', 'mlp' (got 'resnet')"),
+    ("train: {ema: 1.5}\n", "train.ema must be in [0, 1) (got 1.5)"),
     ("- 1\n", "expected a mapping of sections"),
     ("train: [\n", "not valid YAML"),
 ])

@@ -6,7 +6,8 @@ import torch.nn.functional as F
 
 from gan_core.config import LossConfig
 from gan_core.losses import GANLoss
-from gan_core.models import DCGANDiscriminator, DCGANGenerator, count_parameters, dcgan_init
+from gan_core.models import (DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator,
+                             count_parameters, dcgan_init)
 
 
 @pytest.mark.parametrize("size", [28, 32, 64, 128])
@@ -69,3 +70,22 @@ def test_lsgan_loss_values():
     assert loss.d_loss(torch.zeros(3), torch.ones(3)).item() == pytest.approx(1.0)  # 0.5 * (1 + 1)
     assert loss.g_loss(torch.full((3,), 0.0)).item() == pytest.approx(0.5)
     assert loss.prob(torch.tensor([0.7])).item() == pytest.approx(0.7)
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 64, 64)])
+def test_mlp_shapes(shape):
+    g, d = MLPGenerator(10, shape, (32, 64, 128)), MLPDiscriminator(shape, (64, 32), dropout=0.3)
+    images = g(torch.randn(4, 10))
+    assert images.shape == (4, *shape) and images.abs().max() <= 1.0
+    assert d(images).shape == (4,)
+    assert sum(isinstance(m, torch.nn.BatchNorm1d) for m in g.modules()) == 3
+    assert sum(isinstance(m, torch.nn.Dropout) for m in d.modules()) == 2
+
+
+def test_hinge_loss_values():
+    loss = GANLoss(LossConfig(kind="hinge"))
+    zero = torch.zeros(4)
+    assert loss.d_loss(zero, zero).item() == pytest.approx(2.0)  # both margins violated by 1
+    assert loss.d_loss(torch.full((4,), 2.0), torch.full((4,), -2.0)).item() == 0  # beyond the margins
+    assert loss.d_loss(torch.tensor([0.5]), torch.tensor([-3.0])).item() == pytest.approx(0.5)
+    assert loss.g_loss(torch.tensor([1.0, 3.0])).item() == pytest.approx(-2.0)

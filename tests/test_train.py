@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from gan_core.train import Trainer, TrainingError, load_checkpoint, read_log, train
+from gan_core.train import Trainer, TrainingError, load_checkpoint, load_generator, read_log, train
 
 
 def weights(module):
@@ -67,10 +67,23 @@ def test_same_seed_same_log(tiny_config, tmp_path):
     assert strip(read_log(tmp_path / "c" / "log.csv")) != strip(read_log(tmp_path / "a" / "log.csv"))
 
 
-def test_resume_equals_uninterrupted(tiny_config, tmp_path):
-    full = tiny_config(train={"epochs": 3})
+FAMILIES = {
+    "dcgan-bce": {},
+    "mlp-hinge": {"model": {"arch": "mlp", "g_hidden": [32, 64], "d_hidden": [64, 32], "d_dropout": 0.3},
+                  "loss": {"kind": "hinge"}},
+    "dcgan-lsgan-ema": {"loss": {"kind": "mse", "real_label": 0.9}, "train": {"ema": 0.9}},
+}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_resume_equals_uninterrupted(tiny_config, tmp_path, family):
+    def config(epochs):
+        sections = {k: dict(v) for k, v in FAMILIES[family].items()}
+        sections["train"] = {**sections.get("train", {}), "epochs": epochs}
+        return tiny_config(**sections)
+    full = config(3)
     train(full, tmp_path / "straight", log=lambda s: None)
-    train(tiny_config(train={"epochs": 1}), tmp_path / "resumed", log=lambda s: None)
+    train(config(1), tmp_path / "resumed", log=lambda s: None)
     # an interrupted second epoch leaves log rows behind; resuming must drop and redo them
     with open(tmp_path / "resumed" / "log.csv", "a") as f:
         f.write("2,6,9,9,0.5,0.5,0.5,0.5,0.5,1,1\n")
@@ -78,8 +91,9 @@ def test_resume_equals_uninterrupted(tiny_config, tmp_path):
     a = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")
     b = load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.pt")
     assert a["epoch"] == b["epoch"] == 3 and a["step"] == b["step"]
-    for key in ("generator", "discriminator"):
-        assert same_weights(a[key], b[key])
+    for key in ("generator", "discriminator", "generator_ema"):
+        assert (key in a) == (key in b) and (key not in a or same_weights(a[key], b[key]))
+    assert ("generator_ema" in a) == ("ema" in family)
     strip = lambda p: [{k: v for k, v in r.items() if k not in ("images_per_s", "time_s")} for r in read_log(p)]
     assert strip(tmp_path / "straight" / "log.csv") == strip(tmp_path / "resumed" / "log.csv")
 
@@ -139,3 +153,17 @@ def test_fp16_needs_cuda(tiny_config, tmp_path):
         pytest.skip("CUDA present")
     with pytest.raises(TrainingError, match="fp16 needs CUDA"):
         Trainer(tiny_config(train={"precision": "fp16"}), tmp_path)
+
+
+def test_ema_averages_generator_weights(tiny_config, tmp_path):
+    trainer = Trainer(tiny_config(train={"ema": 0.5}), tmp_path)
+    before = weights(trainer.G)
+    trainer.train_step(trainer.data.images[:16])
+    after, averaged = weights(trainer.G), weights(trainer.G_ema)
+    key = "net.0.weight"
+    assert torch.allclose(averaged[key], 0.5 * before[key] + 0.5 * after[key])
+    assert not torch.equal(averaged[key], after[key])
+    assert torch.equal(averaged["net.1.running_mean"], after["net.1.running_mean"])
+    trainer.save_checkpoint()
+    generator, _ = load_generator(tmp_path / "checkpoints" / "last.pt")
+    assert torch.equal(generator.state_dict()[key], averaged[key])  # samples come from the average

@@ -1,0 +1,46 @@
+"""Fully connected GAN (Goodfellow et al. 2014, https://arxiv.org/abs/1406.2661), as course
+reports build it: G of Linear + BatchNorm1d + LeakyReLU layers ending in Tanh, D of Linear +
+LeakyReLU (+ dropout) layers ending in one logit."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class MLPGenerator(nn.Module):
+    """z (B, latent_dim) -> image (B, C, H, W) in [-1, 1]."""
+
+    def __init__(self, latent_dim: int, image_shape: tuple[int, int, int], hidden: tuple[int, ...]):
+        super().__init__()
+        self.latent_dim, self.image_shape = latent_dim, tuple(image_shape)
+        layers: list[nn.Module] = []
+        width = latent_dim
+        for out in hidden:
+            layers += [nn.Linear(width, out), nn.BatchNorm1d(out), nn.LeakyReLU(0.2, True)]
+            width = out
+        layers += [nn.Linear(width, math.prod(image_shape)), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z).view(len(z), *self.image_shape)
+
+
+class MLPDiscriminator(nn.Module):
+    """image (B, C, H, W) -> logit (B,)."""
+
+    def __init__(self, image_shape: tuple[int, int, int], hidden: tuple[int, ...], dropout: float = 0.0):
+        super().__init__()
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = math.prod(image_shape)
+        for out in hidden:
+            layers += [nn.Linear(width, out), nn.LeakyReLU(0.2, True)]
+            if dropout:
+                layers.append(nn.Dropout(dropout))
+            width = out
+        layers.append(nn.Linear(width, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).flatten()
