@@ -49,12 +49,14 @@ class ModelConfig:
     g_hidden: tuple[int, ...] = (256, 512, 1024)  # mlp: generator layer widths, z side first
     d_hidden: tuple[int, ...] = (512, 256)  # mlp: discriminator layer widths, image side first
     d_dropout: float = 0.0  # mlp: dropout after each discriminator layer
+    d_norm: Literal["batch", "layer", "none"] = "batch"  # dcgan: normalization in D (wgan-gp: layer or none)
 
 
 @dataclass(frozen=True)
 class LossConfig:
-    kind: Literal["bce", "mse", "hinge"] = "bce"  # bce: non-saturating; mse: least squares (LSGAN); hinge
+    kind: Literal["bce", "mse", "hinge", "wgan-gp"] = "bce"  # bce: non-saturating; mse: LSGAN; hinge; wgan-gp
     real_label: float = 1.0  # 0.9 is one-sided label smoothing (Salimans et al. 2016)
+    gp_weight: float = 10.0  # wgan-gp: weight of the gradient penalty (Gulrajani et al. 2017)
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,7 @@ class TrainConfig:
     threads: int = 0  # torch CPU threads; 0 leaves torch's default
     num_samples: int = 64  # images in each fixed-noise grid
     progress: bool = True  # tqdm bar
+    n_critic: int = 1  # D (critic) steps per G step, each on its own batch (wgan-gp: 5)
     ema: float = 0.0  # decay of an exponential moving average of G's weights (e.g. 0.999); 0: off
 
 
@@ -279,8 +282,13 @@ def _check_values(c: Config, source: str) -> None:
         need(len(widths) > 0 and all(w > 0 for w in widths), f"model.{key}", "must be widths > 0", list(widths))
     need(0.0 <= c.model.d_dropout < 1.0, "model.d_dropout", "must be in [0, 1)", c.model.d_dropout)
     need(0.0 < c.loss.real_label <= 1.0, "loss.real_label", "must be in (0, 1]", c.loss.real_label)
-    need(c.loss.kind != "hinge" or c.loss.real_label == 1.0, "loss.real_label",
-         "must be 1.0 with the hinge loss (label smoothing is for bce and mse)", c.loss.real_label)
+    need(c.loss.kind in ("bce", "mse") or c.loss.real_label == 1.0, "loss.real_label",
+         f"must be 1.0 with the {c.loss.kind} loss (label smoothing is for bce and mse)", c.loss.real_label)
+    need(c.loss.kind != "wgan-gp" or c.model.arch != "dcgan" or c.model.d_norm != "batch", "model.d_norm",
+         "must be layer or none with wgan-gp (BatchNorm mixes samples, the penalty is per sample)",
+         c.model.d_norm)
+    need(c.loss.gp_weight >= 0, "loss.gp_weight", "must be >= 0", c.loss.gp_weight)
+    need(c.train.n_critic > 0, "train.n_critic", "must be > 0", c.train.n_critic)
     need(0.0 <= c.train.ema < 1.0, "train.ema", "must be in [0, 1)", c.train.ema)
     for net in ("optim_g", "optim_d"):
         opt: OptimConfig = getattr(c, net)

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from . import config as config_lib
 from .config import Config, OptimConfig
 from .data import ImageData, load_data
-from .losses import GANLoss
+from .losses import GANLoss, gradient_penalty
 from .models import build_models, count_parameters
 from .rundir import LOG_COLUMNS, RunDir, write_atomic
 
@@ -110,7 +110,8 @@ class Trainer:
         noise = torch.Generator().manual_seed(t.seed)
         self.fixed_z = torch.randn(t.num_samples, config.model.latent_dim, generator=noise).to(self.device)
         self.steps_per_epoch = len(self.data) // t.batch_size
-        self.epoch = self.step = 0
+        self.epoch = self.step = self.d_steps = 0
+        self._g_stats = torch.zeros(2, device=self.device)  # loss_g, D(G(z)) of the latest G step
         self.seconds = 0.0  # training time over all sessions of this run
 
     def summary(self) -> str:
@@ -126,41 +127,55 @@ class Trainer:
 
     # --- one iteration -------------------------------------------------------------------
     def train_step(self, real: torch.Tensor) -> torch.Tensor:
-        """One D step then one G step on a real batch (B, C, H, W).
+        """One D step on a real batch (B, C, H, W), then a G step on the same fake batch
+        (every ``train.n_critic``-th D step).
 
         Returns (7,) on the device: loss_d, loss_g, D(x), D(G(z)) in the D step, D(G(z)) in
-        the G step (pytorch/examples' D_G_z1 / D_G_z2), real accuracy, fake accuracy.
+        the G step (pytorch/examples' D_G_z1 / D_G_z2), real accuracy, fake accuracy. With
+        n_critic > 1 the G values are those of the latest G step.
         """
         real = real.to(self.device, non_blocking=True)
         if self.config.train.channels_last:
             real = real.contiguous(memory_format=torch.channels_last)
+        self.d_steps += 1
+        g_step = self.d_steps % self.config.train.n_critic == 0
         z = torch.randn(real.shape[0], self.config.model.latent_dim, device=self.device)
-        with self.autocast:
+        with self.autocast, torch.set_grad_enabled(g_step):
             fake = self.G(z)
-            real_logits, fake_logits = self.D(real), self.D(fake.detach())
-            loss_d = self.loss.d_loss(real_logits.float(), fake_logits.float())
+        loss_d, real_logits, fake_logits = self._d_step(real, fake.detach())
+        if g_step:
+            self._g_stats = self._g_step(fake)
+            if self.G_ema is not None:
+                self._update_ema()
+        with torch.no_grad():
+            p_real, p_fake = self.loss.prob(real_logits), self.loss.prob(fake_logits)
+            return torch.stack([loss_d.detach(), self._g_stats[0], p_real.mean(), p_fake.mean(),
+                                self._g_stats[1], (p_real > 0.5).float().mean(), (p_fake <= 0.5).float().mean()])
+
+    def _d_step(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        with self.autocast:
+            real_logits, fake_logits = self.D(real).float(), self.D(fake).float()
+            loss_d = self.loss.d_loss(real_logits, fake_logits)
+        if self.config.loss.kind == "wgan-gp":
+            loss_d = loss_d + self.config.loss.gp_weight * gradient_penalty(self.D, real, fake)
         self.opt_d.zero_grad(set_to_none=True)
         self.scaler.scale(loss_d).backward()
         self.scaler.step(self.opt_d)
+        self.scaler.update()
+        return loss_d, real_logits.detach(), fake_logits.detach()
 
+    def _g_step(self, fake: torch.Tensor) -> torch.Tensor:
+        """G step through the updated D; returns (2,): loss_g and D(G(z))."""
         self.D.requires_grad_(False)  # G's gradient flows through D; D's own weight grads are not needed
         with self.autocast:
-            fake_logits_g = self.D(fake).float()
-            loss_g = self.loss.g_loss(fake_logits_g)
+            fake_logits = self.D(fake).float()
+            loss_g = self.loss.g_loss(fake_logits)
         self.opt_g.zero_grad(set_to_none=True)
         self.scaler.scale(loss_g).backward()
         self.scaler.step(self.opt_g)
         self.scaler.update()
         self.D.requires_grad_(True)
-        if self.G_ema is not None:
-            self._update_ema()
-
-        with torch.no_grad():
-            p_real, p_fake = self.loss.prob(real_logits.float()), self.loss.prob(fake_logits.float())
-            return torch.stack([
-                loss_d.detach(), loss_g.detach(), p_real.mean(), p_fake.mean(),
-                self.loss.prob(fake_logits_g.detach()).mean(),
-                (p_real > 0.5).float().mean(), (p_fake <= 0.5).float().mean()])
+        return torch.stack([loss_g.detach(), self.loss.prob(fake_logits.detach()).mean()])
 
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -261,7 +276,7 @@ class Trainer:
             "generator": self.G.state_dict(), "discriminator": self.D.state_dict(),
             "optim_g": self.opt_g.state_dict(), "optim_d": self.opt_d.state_dict(),
             "scaler": self.scaler.state_dict(), "fixed_z": self.fixed_z.cpu(), "rng": rng_state(),
-            "image_shape": list(self.data.shape), "seconds": self.seconds,
+            "image_shape": list(self.data.shape), "seconds": self.seconds, "g_stats": self._g_stats.cpu(),
         }
         if self.G_ema is not None:
             state["generator_ema"] = self.G_ema.state_dict()
@@ -290,6 +305,8 @@ class Trainer:
             self.G_ema.load_state_dict(state["generator_ema"])
         self.fixed_z = state["fixed_z"].to(self.device)
         self.epoch, self.step, self.seconds = state["epoch"], state["step"], state.get("seconds", 0.0)
+        self.d_steps = self.step  # one D step per training step
+        self._g_stats = state.get("g_stats", self._g_stats.cpu()).to(self.device)
         set_rng_state(state["rng"])
         _truncate_log(self.run.log, self.step)
         return True

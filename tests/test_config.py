@@ -44,6 +44,8 @@ def test_defaults_and_override(tmp_path):
     ("model: {d_dropout: 1.0}\n", "model.d_dropout must be in [0, 1) (got 1.0)"),
     ("model: {arch: resnet}\n", "model.arch must be one of 'dcgan', 'mlp' (got 'resnet')"),
     ("train: {ema: 1.5}\n", "train.ema must be in [0, 1) (got 1.5)"),
+    ("loss: {kind: wgan-gp}\n", "model.d_norm must be layer or none with wgan-gp"),
+    ("train: {n_critic: 0}\n", "train.n_critic must be > 0 (got 0)"),
     ("- 1\n", "expected a mapping of sections"),
     ("train: [\n", "not valid YAML"),
 ])

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from gan_core.config import LossConfig
-from gan_core.losses import GANLoss
+from gan_core.losses import GANLoss, gradient_penalty
 from gan_core.models import (DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator,
                              count_parameters, dcgan_init)
 
@@ -89,3 +89,22 @@ def test_hinge_loss_values():
     assert loss.d_loss(torch.full((4,), 2.0), torch.full((4,), -2.0)).item() == 0  # beyond the margins
     assert loss.d_loss(torch.tensor([0.5]), torch.tensor([-3.0])).item() == pytest.approx(0.5)
     assert loss.g_loss(torch.tensor([1.0, 3.0])).item() == pytest.approx(-2.0)
+
+
+def test_gradient_penalty_on_interpolates():
+    torch.manual_seed(0)
+    real, fake = torch.randn(8, 1, 4, 4), torch.randn(8, 1, 4, 4)
+    w = torch.randn(16)
+    unit = lambda x: x.flatten(1) @ (w / w.norm())  # a 1-Lipschitz linear critic: gradient norm 1
+    assert gradient_penalty(unit, real, fake).item() == pytest.approx(0.0, abs=1e-10)
+    steep = lambda x: x.flatten(1) @ (3 * w / w.norm())  # gradient norm 3: penalty (3 - 1)^2
+    assert gradient_penalty(steep, real, fake).item() == pytest.approx(4.0, rel=1e-5)
+    seen = []
+    def spy(x):
+        seen.append(x.detach())
+        return unit(x)
+    gradient_penalty(spy, real, fake)
+    t = (seen[0] - fake) / (real - fake)  # each sample lies on the segment between its real and fake
+    assert ((t >= 0) & (t <= 1)).all() and torch.allclose(t, t[:, :1, :1, :1].expand_as(t), atol=1e-4)
+    wgan = GANLoss(LossConfig(kind="wgan-gp"))
+    assert wgan.d_loss(torch.tensor([2.0]), torch.tensor([-1.0])).item() == -3.0

@@ -72,6 +72,8 @@ FAMILIES = {
     "mlp-hinge": {"model": {"arch": "mlp", "g_hidden": [32, 64], "d_hidden": [64, 32], "d_dropout": 0.3},
                   "loss": {"kind": "hinge"}},
     "dcgan-lsgan-ema": {"loss": {"kind": "mse", "real_label": 0.9}, "train": {"ema": 0.9}},
+    "dcgan-wgan-gp": {"model": {"d_norm": "layer"}, "loss": {"kind": "wgan-gp"}, "train": {"n_critic": 3},
+                      "optim_d": {"betas": [0.0, 0.9]}, "optim_g": {"betas": [0.0, 0.9]}},
 }
 
 
@@ -167,3 +169,14 @@ def test_ema_averages_generator_weights(tiny_config, tmp_path):
     trainer.save_checkpoint()
     generator, _ = load_generator(tmp_path / "checkpoints" / "last.pt")
     assert torch.equal(generator.state_dict()[key], averaged[key])  # samples come from the average
+
+
+def test_n_critic_steps_g_every_nth_batch(tiny_config, tmp_path):
+    trainer = Trainer(tiny_config(model={"d_norm": "none"}, loss={"kind": "wgan-gp"}, train={"n_critic": 3}), tmp_path)
+    real = trainer.data.images[:16]
+    g_weights = []
+    for _ in range(6):
+        trainer.train_step(real)
+        g_weights.append(weights(trainer.G)["net.0.weight"])
+    changed = [not torch.equal(a, b) for a, b in zip(g_weights, g_weights[1:])]
+    assert changed == [False, True, False, False, True]  # G steps after D steps 3 and 6

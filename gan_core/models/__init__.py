@@ -15,7 +15,7 @@ def build_models(config: Config, channels: int) -> tuple[nn.Module, nn.Module]:
         shape = (channels, size, size)
         g, d = MLPGenerator(m.latent_dim, shape, m.g_hidden), MLPDiscriminator(shape, m.d_hidden, m.d_dropout)
     else:
-        g, d = DCGANGenerator(m.latent_dim, channels, size, m.ngf), DCGANDiscriminator(channels, size, m.ndf)
+        g, d = DCGANGenerator(m.latent_dim, channels, size, m.ngf), DCGANDiscriminator(channels, size, m.ndf, m.d_norm)
     g.apply(dcgan_init)  # N(0, 0.02) for the MLP too, as the DCGAN paper does for all its models
     d.apply(dcgan_init)
     return g, d

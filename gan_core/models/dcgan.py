@@ -47,15 +47,17 @@ class DCGANGenerator(nn.Module):
 class DCGANDiscriminator(nn.Module):
     """image (B, channels, size, size) -> logit (B,). No Sigmoid: losses work on logits."""
 
-    def __init__(self, channels: int, image_size: int, ndf: int = 64):
+    def __init__(self, channels: int, image_size: int, ndf: int = 64, norm: str = "batch"):
         super().__init__()
+        norms = {"batch": nn.BatchNorm2d, "none": lambda w: nn.Identity(),
+                 "layer": lambda w: nn.GroupNorm(1, w)}  # one group: LayerNorm over (C, H, W)
         base, n = _doublings(image_size)
         width = ndf
         layers: list[nn.Module] = [  # no BatchNorm on the input layer (Radford et al.)
             nn.Conv2d(channels, width, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)]
         for _ in range(n - 1):  # each: (B, w, s, s) -> (B, 2w, s/2, s/2)
             layers += [nn.Conv2d(width, width * 2, 4, 2, 1, bias=False),
-                       nn.BatchNorm2d(width * 2), nn.LeakyReLU(0.2, True)]
+                       norms[norm](width * 2), nn.LeakyReLU(0.2, True)]
             width *= 2
         layers.append(nn.Conv2d(width, 1, base, 1, 0, bias=False))  # (B, w, base, base) -> (B, 1, 1, 1)
         self.net = nn.Sequential(*layers)
@@ -70,6 +72,6 @@ def dcgan_init(module: nn.Module) -> None:
         nn.init.normal_(module.weight, 0.0, 0.02)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
-    elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+    elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm)):
         nn.init.normal_(module.weight, 1.0, 0.02)
         nn.init.zeros_(module.bias)
