@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -74,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; run again with --resume to continue from the last checkpoint", file=sys.stderr)
+        if args.command == "train" and (Path(args.out) / "checkpoints" / "last.pt").exists():
+            print("interrupted; run again with --resume to continue from the last checkpoint", file=sys.stderr)
+        else:
+            print("interrupted before any checkpoint; a rerun starts from the beginning", file=sys.stderr)
         return 130
     return 0

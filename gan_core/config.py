@@ -172,7 +172,8 @@ def load(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
     """Load a YAML config over the defaults, apply dotted-key overrides, validate."""
     path = Path(path)
     raw = read_yaml(path, "config")
-    return from_dict(merge(raw, unflatten(overrides or {})), str(path))
+    source = f"{path} with --set {', '.join(overrides)}" if overrides else str(path)
+    return from_dict(merge(raw, unflatten(overrides or {})), source)
 
 
 def read_yaml(path: Path, kind: str) -> dict[str, Any]:

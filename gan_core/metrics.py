@@ -329,6 +329,9 @@ def reading(result: dict[str, Any]) -> list[str]:
                 if share > 1.5 * final["data_histogram"].get(c, 0) and share >= COVERED_SHARE]
     lines.append(f"The generator covers {covered} of {total} classes (KL from the data's class shares "
                  f"{final['class_kl']:.3f} nats)" + (f"; it favours {', '.join(favoured)}." if favoured else "."))
+    lines.append(f"KID {final['kid']:.3g} ± {final['kid_std']:.2g} (floor {floor['kid']:.2g}): on the "
+                 "evaluator's raw features, so not comparable with published KID; it is unbiased, so "
+                 "identical distributions can score slightly below 0.")
     if best := result.get("best_checkpoint"):
         lines.append(f"Best saved checkpoint by {name}: epoch {best['epoch']} ({best['fd']:.2f} on the "
                      f"smaller per-checkpoint sample), {best['path']}.")

@@ -191,7 +191,7 @@ def index_html(table: "pd.DataFrame", sweep_dir: str | Path) -> str:
     return f"{floor}<div style='overflow-x:auto'>{body}</div>"
 
 
-def _thumbnail(run: RunDir, width: int = 160) -> str:
+def _thumbnail(run: RunDir, width: int = 120) -> str:
     grids = run.sample_grids()
     if not grids:
         return ""

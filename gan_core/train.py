@@ -193,6 +193,7 @@ class Trainer:
         self.run.samples.mkdir(exist_ok=True)
         self.run.checkpoints.mkdir(exist_ok=True)
         config_lib.save(self.config, self.run.config)
+        _truncate_log(self.run.log, self.step)  # rows of an interrupted epoch (or run) are redone
         show = t.progress if progress is None else progress
         bar = tqdm(total=t.epochs * self.steps_per_epoch, initial=self.step, disable=not show,
                    unit="step", dynamic_ncols=True, mininterval=1.0)
@@ -308,7 +309,6 @@ class Trainer:
         self.d_steps = self.step  # one D step per training step
         self._g_stats = state.get("g_stats", self._g_stats.cpu()).to(self.device)
         set_rng_state(state["rng"])
-        _truncate_log(self.run.log, self.step)
         return True
 
     def _write_metrics(self) -> dict[str, Any]:
@@ -338,6 +338,8 @@ def train(config: Config, run_dir: str | Path, resume: bool = True, progress: bo
                             "resume it (--resume) or choose another output folder")
     if resume and trainer.resume():
         log(f"resumed from {trainer.run.last_checkpoint} at epoch {trainer.epoch}, step {trainer.step}")
+    elif resume:
+        log(f"no checkpoint in {trainer.run.checkpoints}: starting from scratch")
     return trainer.fit(progress)
 
 
@@ -384,6 +386,8 @@ def load_checkpoint(path: str | Path, keys: tuple[str, ...] = CHECKPOINT_KEYS) -
     Raises:
         TrainingError: the file is truncated, corrupt or not a gan_core checkpoint.
     """
+    if not Path(path).is_file():
+        raise TrainingError(f"no checkpoint at {path}: is {Path(path).parent.parent} a trained run?")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, OSError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as err:

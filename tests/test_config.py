@@ -83,3 +83,8 @@ def test_presets_validate():
     assert {p.stem for p in presets} >= {"smoke", "quick"}
     for path in presets:
         load(path)
+
+
+def test_override_errors_name_the_override(tmp_path):
+    with pytest.raises(ConfigError, match=r"x.yaml with --set train.batchsize: unknown key train.batchsize"):
+        load(write(tmp_path, "train:\n  epochs: 1\n"), {"train.batchsize": 64})

@@ -180,3 +180,20 @@ def test_n_critic_steps_g_every_nth_batch(tiny_config, tmp_path):
         g_weights.append(weights(trainer.G)["net.0.weight"])
     changed = [not torch.equal(a, b) for a, b in zip(g_weights, g_weights[1:])]
     assert changed == [False, True, False, False, True]  # G steps after D steps 3 and 6
+
+
+def test_restart_without_checkpoint_does_not_duplicate_log_rows(tiny_config, tmp_path):
+    train(tiny_config(train={"epochs": 1}), tmp_path / "a", log=lambda s: None)
+    (tmp_path / "b").mkdir()
+    # an interrupted first epoch: log rows written, no checkpoint yet
+    (tmp_path / "b" / "log.csv").write_text((tmp_path / "a" / "log.csv").read_text())
+    lines = []
+    train(tiny_config(train={"epochs": 1}), tmp_path / "b", resume=True, log=lines.append)
+    steps = [r["step"] for r in read_log(tmp_path / "b" / "log.csv")]
+    assert steps == sorted(set(steps)) == [r["step"] for r in read_log(tmp_path / "a" / "log.csv")]
+    assert any("starting from scratch" in line for line in lines)
+
+
+def test_missing_checkpoint_is_named(tmp_path):
+    with pytest.raises(TrainingError, match="no checkpoint at .*last.pt"):
+        load_checkpoint(tmp_path / "checkpoints" / "last.pt")
