@@ -168,11 +168,14 @@ def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
-    """Load a YAML config over the defaults, apply dotted-key overrides, validate."""
+def load(path: str | Path, overrides: dict[str, Any] | None = None, origin: str = "--set") -> Config:
+    """Load a YAML config over the defaults, apply dotted-key overrides, validate.
+
+    Errors name the file, and ``origin`` with the overridden keys when there are overrides.
+    """
     path = Path(path)
     raw = read_yaml(path, "config")
-    source = f"{path} with --set {', '.join(overrides)}" if overrides else str(path)
+    source = f"{path} with {origin} {', '.join(overrides)}" if overrides else str(path)
     return from_dict(merge(raw, unflatten(overrides or {})), source)
 
 

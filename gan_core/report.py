@@ -149,13 +149,14 @@ def sweep_table(sweep_dir: str | Path) -> "pd.DataFrame":
     for name, overrides in sweep_runs(sweep_dir):
         run = RunDir(Path(sweep_dir) / name)
         status = json.loads((run.root / "status.json").read_text()) if (run.root / "status.json").exists() else {}
-        training = run.read_metrics().get("training", {})
+        metrics = run.read_metrics()
+        training = metrics.get("training", {})
         rows.append({
             "run": name, "differs": ", ".join(f"{k}={v}" for k, v in overrides.items()),
             "status": status.get("status", "ok" if training else "not run"),
             "duration_s": status.get("duration_s"), "epochs": training.get("epochs"),
             "final_loss_d": training.get("final_loss_d"), "final_loss_g": training.get("final_loss_g"),
-            "images_per_s": training.get("images_per_s"), **_scores(run),
+            "images_per_s": training.get("images_per_s"), **_scores(metrics.get("evaluation", {})),
             "error": status.get("error", ""),
         })
     table = pd.DataFrame(rows)
@@ -164,8 +165,7 @@ def sweep_table(sweep_dir: str | Path) -> "pd.DataFrame":
     return table
 
 
-def _scores(run: RunDir) -> dict[str, Any]:
-    evaluation = run.read_metrics().get("evaluation", {})
+def _scores(evaluation: dict[str, Any]) -> dict[str, Any]:
     if not evaluation.get("available"):
         return {}
     final, floor = evaluation["final"], evaluation["floor"]

@@ -26,7 +26,7 @@ from . import config as config_lib
 from . import report
 from .config import ConfigError
 from .rundir import write_atomic
-from .sweep import NOTEBOOKS, RUNTIME_KEYS, SUMMARY_NOTEBOOK, Run, Sweep, run_key
+from .sweep import NOTEBOOKS, SUMMARY_NOTEBOOK, Run, Sweep, run_key, settings
 
 DONE, STATUS = ".done", "status.json"
 
@@ -97,7 +97,12 @@ def execute_run(job: Job) -> dict[str, Any]:
 def _render(executed: Path, page: Path, job: Job, status: dict[str, Any]) -> None:
     report.render_html(executed, page, code=job.code)
     status["reports"].append(page.name)
-    if job.pdf and report.chromium():
+    _pdf(page, job.pdf)
+
+
+def _pdf(page: Path, wanted: bool) -> None:
+    """Print ``page`` to PDF beside it when asked and Chromium is there (run_sweep says when not)."""
+    if wanted and report.chromium():
         report.render_pdf(page, page.with_suffix(".pdf"))
 
 
@@ -128,10 +133,8 @@ def prepare_run(run: Run, sweep: Sweep, sweep_dir: Path, threads: int, force: bo
     key = run_key(config, sweep.notebooks, sweep.code)
     done = run_dir / DONE
     if not force and done.exists() and done.read_text() == key:
-        if pdf and report.chromium():
-            for page in run_dir.glob("[0-9][0-9]_*.html"):
-                if not page.with_suffix(".pdf").exists():
-                    report.render_pdf(page, page.with_suffix(".pdf"))
+        for page in run_dir.glob("[0-9][0-9]_*.html"):
+            _pdf(page, pdf and not page.with_suffix(".pdf").exists())
         return None
     if force and run_dir.exists():
         shutil.rmtree(run_dir)
@@ -152,8 +155,7 @@ def _same_config(path: Path, config: config_lib.Config) -> bool:
         old = config_lib.load(path)
     except ConfigError:
         return False
-    strip = lambda c: {k: v for k, v in config_lib.flatten(c.to_dict()).items() if k not in RUNTIME_KEYS}
-    return strip(old) == strip(config)
+    return settings(old) == settings(config)
 
 
 def select(runs: list[Run], only: str | None) -> list[Run]:
@@ -247,6 +249,5 @@ def build_index(sweep: Sweep, sweep_dir: Path, pdf: bool = False) -> Path:
     finally:
         if executed.exists():
             report.render_html(executed, page, code=sweep.code)
-            if pdf and report.chromium():
-                report.render_pdf(page, page.with_suffix(".pdf"))
+            _pdf(page, pdf)
     return page

@@ -69,7 +69,7 @@ def load_sweep(path: str | Path) -> Sweep:
     if unknown := set(raw) - SWEEP_KEYS:
         raise ConfigError(f"{path}: unknown key {sorted(unknown)[0]} (known: {', '.join(sorted(SWEEP_KEYS))})")
     base_path = _find(path, raw["base"], "base")
-    base = config_lib.load(base_path, _mapping(path, raw, "set"))
+    base = config_lib.load(base_path, _mapping(path, raw, "set"), origin=f"{path}: set")
     runs = [Run(name, overrides, base.replace(overrides, f"{path} (run {name})"))
             for name, overrides in expand(path, raw)]
     if len({r.name for r in runs}) != len(runs):
@@ -129,11 +129,15 @@ def _find_notebook(sweep_path: Path, name: str) -> Path:
     return matches[0]
 
 
+def settings(config: Config) -> dict[str, Any]:
+    """The config's flat settings that decide a run's results (runtime keys left out)."""
+    return {k: v for k, v in config_lib.flatten(config.to_dict()).items() if k not in RUNTIME_KEYS}
+
+
 def run_key(config: Config, notebooks: list[Path], code: bool) -> str:
     """Hash of what a run's results depend on: config, notebooks, gan_core's code, report options."""
     digest = hashlib.sha256()
-    resolved = {k: v for k, v in config_lib.flatten(config.to_dict()).items() if k not in RUNTIME_KEYS}
-    digest.update(json.dumps(resolved, sort_keys=True).encode())
+    digest.update(json.dumps(settings(config), sort_keys=True).encode())
     for path in [*notebooks, *sorted((REPO / "gan_core").rglob("*.py"))]:
         digest.update(path.name.encode() + path.read_bytes())
     digest.update(str(code).encode())
