@@ -402,6 +402,10 @@ def load_checkpoint(path: str | Path, keys: tuple[str, ...] = CHECKPOINT_KEYS) -
 
 
 def _check_same_run(path: Path, saved: dict[str, Any], config: Config) -> None:
+    try:  # a checkpoint from before a key existed holds that key's default
+        saved = config_lib.from_dict(saved, str(path)).to_dict()
+    except config_lib.ConfigError:
+        pass  # a key since removed: compare as saved, the difference is then named below
     old = config_lib.flatten(saved)
     new = config_lib.flatten(config.to_dict())
     changed = sorted(k for k in old.keys() | new.keys()

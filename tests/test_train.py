@@ -197,3 +197,16 @@ def test_restart_without_checkpoint_does_not_duplicate_log_rows(tiny_config, tmp
 def test_missing_checkpoint_is_named(tmp_path):
     with pytest.raises(TrainingError, match="no checkpoint at .*last.pt"):
         load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+
+
+def test_checkpoint_from_before_a_key_existed_resumes(tiny_config, tmp_path):
+    train(tiny_config(train={"epochs": 1}), tmp_path, log=lambda s: None)
+    path = tmp_path / "checkpoints" / "last.pt"
+    state = torch.load(path, weights_only=True)
+    del state["config"]["train"]["ema"], state["config"]["loss"]["gp_weight"]  # as an older gan_core wrote it
+    torch.save(state, path)
+    assert train(tiny_config(train={"epochs": 2}), tmp_path, log=lambda s: None)["training"]["epochs"] == 2
+    state["config"]["train"]["ema"] = 0.5  # a real difference is still refused
+    torch.save(state, path)
+    with pytest.raises(TrainingError, match=r"another config \(train.ema: 0.5 -> 0.0\)"):
+        train(tiny_config(train={"epochs": 3}), tmp_path, log=lambda s: None)
