@@ -183,8 +183,9 @@ def index_html(table: "pd.DataFrame", sweep_dir: str | Path) -> str:
                  "the rest are in summary.csv.</p>")
         table = table.sort_values("rank", kind="stable")
     shown = table.drop(columns=[c for c in HIDDEN_INDEX_COLUMNS if c in table])
-    shown["final grid"] = [_thumbnail(RunDir(sweep_dir / name)) for name in table["run"]]
-    shown["reports"] = [_links(sweep_dir / name) for name in table["run"]]
+    # links and grids right after the run's name: the table is wide, they must not scroll away
+    shown.insert(1, "reports", [_links(sweep_dir / name) for name in table["run"]])
+    shown.insert(2, "final grid", [_thumbnail(RunDir(sweep_dir / name)) for name in table["run"]])
     shown["status"] = [_status_cell(sweep_dir / name, s, e) for name, s, e
                        in zip(table["run"], table["status"], table["error"])]
     body = shown.to_html(escape=False, index=False, na_rep="", float_format=lambda x: f"{x:,.4g}")
