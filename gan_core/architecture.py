@@ -25,7 +25,7 @@ BOX_HEIGHT = 0.62  # in node spacings: the rest of each spacing is the arrow
 COLORS = {"G": "#dbe9f6", "D": "#fbe3d0", "io": "#eeeeee"}
 
 
-def layer_table(model: nn.Module, input: torch.Tensor) -> list[dict[str, Any]]:
+def layer_table(model: nn.Module, input: torch.Tensor, *more: Any) -> list[dict[str, Any]]:
     """One row per leaf module call, in forward order, like torchinfo's summary.
 
     The model runs once under ``torch.no_grad()`` in eval mode; every module's mode is restored after.
@@ -33,6 +33,7 @@ def layer_table(model: nn.Module, input: torch.Tensor) -> list[dict[str, Any]]:
     Args:
         model: any module.
         input: a batch for ``model`` (B, ...); the batch dimension is left out of the shapes.
+        more: further arguments of ``model`` (a U-Net's timesteps and classes).
 
     Returns:
         Rows with ``name``, ``type``, ``detail`` (short label, e.g. ``ConvT 4×4 s2``),
@@ -57,7 +58,7 @@ def layer_table(model: nn.Module, input: torch.Tensor) -> list[dict[str, Any]]:
     model.eval()
     try:
         with torch.no_grad():
-            model(input)
+            model(input, *more)
     finally:
         for handle in handles:
             handle.remove()
@@ -157,7 +158,7 @@ def _box(ax: Axes, y: float, text: str, sub: str | None, fill: str) -> None:
 
 
 def draw_gan(generator: nn.Module, discriminator: nn.Module, latent_dim: int,
-             image_shape: tuple[int, int, int]) -> Figure:
+             image_shape: tuple[int, int, int], d_title: str = "Discriminator") -> Figure:
     """Both networks side by side: z -> image for G, image -> logit for D.
 
     Args:
@@ -165,6 +166,7 @@ def draw_gan(generator: nn.Module, discriminator: nn.Module, latent_dim: int,
         discriminator: maps (B, C, H, W) to logits (B,) or (B, 1).
         latent_dim: length of z.
         image_shape: (C, H, W).
+        d_title: D's column title ("Critic" for WGAN-GP).
     """
     device = next(generator.parameters()).device
     g_rows = layer_table(generator, torch.zeros(1, latent_dim, device=device))
@@ -174,8 +176,11 @@ def draw_gan(generator: nn.Module, discriminator: nn.Module, latent_dim: int,
     fig, (ax_g, ax_d) = plt.subplots(1, 2, figsize=(11, 0.8 * n + 0.8))
     plt.close(fig)
     image = f"image  {format_shape(tuple(image_shape))}"
-    draw_network(g_rows, "Generator", f"z  ({latent_dim})", image, ax=ax_g, color=COLORS["G"])
-    draw_network(d_rows, "Discriminator", image, "logit  (losses work on logits)", ax=ax_d, color=COLORS["D"])
+    label = getattr(generator, "label", None)
+    z = f"z  ({latent_dim})" + (f" + class  ({label.dim})" if label is not None else "")
+    image_in = image + (f" + class  ({label.dim})" if label is not None else "")
+    draw_network(g_rows, "Generator", z, image, ax=ax_g, color=COLORS["G"])
+    draw_network(d_rows, d_title, image_in, "logit  (losses work on logits)", ax=ax_d, color=COLORS["D"])
     for ax in (ax_g, ax_d):  # same vertical scale in both columns, aligned at the top
         ax.set_ylim(ax.get_ylim()[1] - n, ax.get_ylim()[1])
     fig.tight_layout()

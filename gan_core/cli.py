@@ -3,19 +3,24 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
+from torchvision.utils import save_image
 
 from . import config as config_lib
 from .config import ConfigError
 from .data import DataError
-from .metrics import evaluate_run, reading
+from .executors import NAMES as EXECUTORS
+from .executors import with_flags
+from .latent import class_samples
+from .metrics import evaluate_run, reading, sample_images
 from .runner import run_sweep
 from .sweep import load_sweep
-from .train import TrainingError, train
+from .train import TrainingError, load_generator, train
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
@@ -27,6 +32,25 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
             raise ConfigError(f"--set {pair!r}: expected KEY=VALUE, e.g. train.epochs=3")
         out[key.strip()] = yaml.safe_load(value)
     return out
+
+
+def generate(run_dir: str, count: int, class_name: str | None, seed: int, out: str | None) -> Path:
+    """Write ``count`` samples of a run's generator (of one class) as a PNG grid; returns its path."""
+    if count < 1:
+        raise ConfigError(f"--count must be >= 1 (got {count})")
+    generator, config = load_generator(Path(run_dir) / "checkpoints" / "last.pt")
+    if class_name is None:
+        images = sample_images(generator, count, config.model.latent_dim, seed)[0]
+    elif generator.label is None:
+        raise ConfigError(f"{run_dir} holds an unconditional GAN: --class needs a run trained with "
+                          "model.conditional: true")
+    else:
+        name = int(class_name) if class_name.isdigit() else class_name
+        images = class_samples(generator, name, count, seed)
+    suffix = f"_{class_name}".replace("/", "-") if class_name else ""
+    path = Path(out or Path(run_dir) / f"generated{suffix}.png")
+    save_image(images, path, nrow=math.ceil(math.sqrt(count)), normalize=True, value_range=(-1, 1), padding=2)
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,10 +71,27 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--force", action="store_true", help="rerun completed runs from scratch")
     s.add_argument("--only", help="run only these runs (comma-separated names or globs)")
     s.add_argument("--code", action="store_true", help="keep the code cells in the HTML reports")
+    s.add_argument("--quick", action="store_true",
+                   help="the sweep file's CPU-sized version (its quick: section), into OUT/NAME-quick")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value in every run, e.g. --set data.root=/data/flowers (repeatable)")
+    s.add_argument("--executor", choices=EXECUTORS,
+                   help="where runs execute (default: the sweep's executor.name, else local)")
+    s.add_argument("--scheduler", metavar="ADDRESS", help="dask: scheduler address (default: a LocalCluster)")
+    s.add_argument("--partition", help="slurm: the partition")
+    s.add_argument("--time-min", type=int, help="slurm: time limit of one run in minutes")
+    s.add_argument("--gpus-per-run", type=int, help="GPUs each run gets (local default: one when CUDA is there)")
     e = sub.add_parser("evaluate", help="score a run's generator (FD, KID, precision/recall, classes)")
     e.add_argument("run_dir", help="a run directory with checkpoints/last.pt")
     e.add_argument("--samples", type=int, help="generated images to score (default: the config's eval.samples)")
     e.add_argument("--no-checkpoints", action="store_true", help="skip the scores per saved checkpoint")
+    g = sub.add_parser("generate", help="draw samples from a trained run (of one class, for a conditional GAN)")
+    g.add_argument("run_dir", help="a run directory with checkpoints/last.pt")
+    g.add_argument("-n", "--count", type=int, default=16, help="images to draw (default: 16)")
+    g.add_argument("--class", dest="class_name", metavar="CLASS",
+                   help="conditional runs: the class, by name or id, e.g. --class Sneaker")
+    g.add_argument("--seed", type=int, default=0, help="latent seed (default: 0)")
+    g.add_argument("--out", help="PNG grid to write (default: RUN_DIR/generated[_CLASS].png)")
     args = parser.parse_args(argv)
     try:
         if args.command == "train":
@@ -62,15 +103,21 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "sweep":
             if args.jobs < 1:
                 raise ConfigError(f"--jobs must be >= 1 (got {args.jobs})")
-            sweep = load_sweep(args.sweep)  # every run validated before anything executes
+            # every run validated before anything executes
+            sweep = load_sweep(args.sweep, args.quick, parse_overrides(args.set))
             if args.code:
                 sweep = dataclasses.replace(sweep, code=True)
+            sweep = dataclasses.replace(sweep, executor=with_flags(
+                sweep.executor, name=args.executor, address=args.scheduler, partition=args.partition,
+                time_min=args.time_min, gpus_per_run=args.gpus_per_run))
             return run_sweep(sweep, args.out, args.jobs, args.pdf, args.force, args.only)
         elif args.command == "evaluate":
             if args.samples is not None and args.samples < 2:
                 raise ConfigError(f"--samples must be >= 2 (got {args.samples})")
             for line in reading(evaluate_run(args.run_dir, args.samples, not args.no_checkpoints)):
                 print(line)
+        elif args.command == "generate":
+            print(f"wrote {generate(args.run_dir, args.count, args.class_name, args.seed, args.out)}")
     except (ConfigError, DataError, TrainingError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

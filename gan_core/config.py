@@ -26,7 +26,8 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class DataConfig:
     name: Literal["fashion-mnist", "mnist", "digits", "cifar10", "flowers102", "imagefolder"] = "fashion-mnist"
-    root: str | None = None  # None: the data set's default place (e.g. Debian's for fashion-mnist)
+    root: str | None = None  # None: the data set's default place (Debian's for fashion-mnist, else data/);
+    # a relative root is relative to the repository, wherever the command or notebook runs
     download: bool = False  # only torchvision sets, and only when asked
     split: Literal["train", "test"] = "train"
     image_size: int = 28  # images are resized to this; the DCGAN is built for it
@@ -42,7 +43,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    arch: Literal["dcgan", "mlp"] = "dcgan"
+    arch: Literal["dcgan", "mlp", "ddpm"] = "dcgan"  # ddpm: a diffusion model (U-Net), see DiffusionConfig
     latent_dim: int = 100
     ngf: int = 64  # dcgan: generator width (channels of its last hidden layer)
     ndf: int = 64  # dcgan: discriminator width (channels of its first layer)
@@ -50,6 +51,24 @@ class ModelConfig:
     d_hidden: tuple[int, ...] = (512, 256)  # mlp: discriminator layer widths, image side first
     d_dropout: float = 0.0  # mlp: dropout after each discriminator layer
     d_norm: Literal["batch", "layer", "none"] = "batch"  # dcgan: normalization in D (wgan-gp: layer or none)
+    conditional: bool = False  # class-conditional G and D (the label joins z and D's input)
+    embed_dim: int = 0  # conditional: 0 for a one-hot label, else a learned embedding of this width
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """model.arch ddpm: a U-Net trained on the MSE of the noise (Ho et al. 2020); it uses optim_g."""
+
+    timesteps: int = 1000  # T; course reports on Fashion-MNIST use 150
+    schedule: Literal["linear", "cosine"] = "linear"  # linear: Ho's betas scaled by 1000/T; cosine: Nichol & Dhariwal
+    base_width: int = 32  # U-Net channels at full resolution
+    width_mults: tuple[int, ...] = (1, 2, 2)  # per resolution; len - 1 halvings (28 -> 14 -> 7)
+    attention: bool = False  # self-attention at the lowest resolution
+    dropout: float = 0.0
+    sample_steps: int | None = None  # None: all T steps (ancestral DDPM); fewer: DDIM with this many
+    eta: float | None = None  # DDIM's eta; None: 1 with all steps (DDPM), 0 with fewer (DDIM)
+    p_uncond: float = 0.1  # conditional: share of labels dropped while training (classifier-free guidance)
+    guidance: float = 0.0  # conditional: guidance weight w when sampling; 0: off
 
 
 @dataclass(frozen=True)
@@ -85,6 +104,7 @@ class TrainConfig:
     progress: bool = True  # tqdm bar
     n_critic: int = 1  # D (critic) steps per G step, each on its own batch (wgan-gp: 5)
     ema: float = 0.0  # decay of an exponential moving average of G's weights (e.g. 0.999); 0: off
+    instance_noise: float = 0.0  # std of Gaussian noise on D's inputs, annealed linearly to 0; 0: off
 
 
 @dataclass(frozen=True)
@@ -103,6 +123,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     optim_g: OptimConfig = field(default_factory=OptimConfig)
     optim_d: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -284,6 +305,7 @@ def _check_values(c: Config, source: str) -> None:
     for key in ("g_hidden", "d_hidden"):
         widths = getattr(c.model, key)
         need(len(widths) > 0 and all(w > 0 for w in widths), f"model.{key}", "must be widths > 0", list(widths))
+    need(c.model.embed_dim >= 0, "model.embed_dim", "must be >= 0 (0: one-hot)", c.model.embed_dim)
     need(0.0 <= c.model.d_dropout < 1.0, "model.d_dropout", "must be in [0, 1)", c.model.d_dropout)
     need(0.0 < c.loss.real_label <= 1.0, "loss.real_label", "must be in (0, 1]", c.loss.real_label)
     need(c.loss.kind in ("bce", "mse") or c.loss.real_label == 1.0, "loss.real_label",
@@ -291,9 +313,28 @@ def _check_values(c: Config, source: str) -> None:
     need(c.loss.kind != "wgan-gp" or c.model.arch != "dcgan" or c.model.d_norm != "batch", "model.d_norm",
          "must be layer or none with wgan-gp (BatchNorm mixes samples, the penalty is per sample)",
          c.model.d_norm)
+    d = c.diffusion
+    halvings = 2 ** (len(d.width_mults) - 1)
+    need(c.model.arch != "ddpm" or size % halvings == 0, "diffusion.width_mults",
+         f"must allow halving data.image_size = {size} {len(d.width_mults) - 1} times", list(d.width_mults))
+    need(len(d.width_mults) > 0 and all(m > 0 for m in d.width_mults), "diffusion.width_mults",
+         "must be multipliers > 0", list(d.width_mults))
+    need(d.base_width > 0, "diffusion.base_width", "must be > 0", d.base_width)
+    need(d.timesteps > 20 or (d.schedule == "cosine" and d.timesteps > 0), "diffusion.timesteps",
+         "must be > 20 for the linear schedule (its betas scale by 1000/T)", d.timesteps)
+    need(d.sample_steps is None or 1 <= d.sample_steps <= d.timesteps, "diffusion.sample_steps",
+         f"must be in [1, diffusion.timesteps = {d.timesteps}] or null", d.sample_steps)
+    need(d.eta is None or d.eta >= 0, "diffusion.eta", "must be >= 0 or null", d.eta)
+    need(0.0 <= d.p_uncond < 1.0, "diffusion.p_uncond", "must be in [0, 1)", d.p_uncond)
+    need(0.0 <= d.dropout < 1.0, "diffusion.dropout", "must be in [0, 1)", d.dropout)
+    need(d.guidance >= 0, "diffusion.guidance", "must be >= 0", d.guidance)
+    need(d.guidance == 0 or (c.model.conditional and d.p_uncond > 0), "diffusion.guidance",
+         "needs model.conditional: true and diffusion.p_uncond > 0 (the unconditional model it mixes in)",
+         d.guidance)
     need(c.loss.gp_weight >= 0, "loss.gp_weight", "must be >= 0", c.loss.gp_weight)
     need(c.train.n_critic > 0, "train.n_critic", "must be > 0", c.train.n_critic)
     need(0.0 <= c.train.ema < 1.0, "train.ema", "must be in [0, 1)", c.train.ema)
+    need(c.train.instance_noise >= 0, "train.instance_noise", "must be >= 0", c.train.instance_noise)
     for net in ("optim_g", "optim_d"):
         opt: OptimConfig = getattr(c, net)
         need(opt.lr > 0, f"{net}.lr", "must be > 0", opt.lr)

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from .config import Config, DataConfig
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+REPO = Path(__file__).resolve().parent.parent
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                          "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 
@@ -119,7 +120,7 @@ def _select(labels: torch.Tensor, classes: Sequence[str], c: DataConfig, seed: i
     """Indices kept by the class filter and the subset."""
     keep = torch.arange(len(labels))
     if c.classes is not None:
-        ids = [_class_id(name, classes, c) for name in c.classes]
+        ids = [class_id(name, classes, f"data.classes of {c.name}") for name in c.classes]
         keep = keep[torch.isin(labels, torch.tensor(ids))]
     if c.subset is not None and c.subset < len(keep):
         if c.subset_mode == "random":
@@ -130,12 +131,13 @@ def _select(labels: torch.Tensor, classes: Sequence[str], c: DataConfig, seed: i
     return keep
 
 
-def _class_id(name: int | str, classes: Sequence[str], c: DataConfig) -> int:
+def class_id(name: int | str, classes: Sequence[str], where: str) -> int:
+    """The id of a class given by id or name (``7`` or ``"Sneaker"``); ``where`` names the setting."""
     if isinstance(name, int) and 0 <= name < len(classes):
         return name
     if name in classes:
         return list(classes).index(name)
-    raise DataError(f"data.classes: {name!r} is not a class of {c.name} (classes: {list(classes)})")
+    raise DataError(f"{where}: {name!r} is not a class (classes: {list(classes)})")
 
 
 def _targets(dataset: Dataset) -> list[int]:
@@ -164,14 +166,22 @@ def _find_idx(folder: Path, prefix: str) -> tuple[Path, Path] | None:
     return None
 
 
+def data_root(root: str | None) -> Path:
+    """``data.root`` as a path. A relative root, and the default ``data``, are relative to the
+    repository, so a config means the same folder from the CLI, a sweep and a notebook."""
+    path = Path(root or "data").expanduser()
+    return path if path.is_absolute() else REPO / path
+
+
 def _fashion_mnist(c: DataConfig) -> ImageData:
     prefix = "train" if c.split == "train" else "t10k"
-    roots = [Path(c.root), Path(c.root) / "FashionMNIST" / "raw"] if c.root else [DEBIAN_FASHION_MNIST]
+    root = data_root(c.root)
+    roots = [root, root / "FashionMNIST" / "raw"] if c.root else [DEBIAN_FASHION_MNIST]
     found = next((f for f in map(lambda r: _find_idx(r, prefix), roots) if f), None)
     if found is None and c.download:
         from torchvision.datasets import FashionMNIST
-        FashionMNIST(c.root or "data", train=c.split == "train", download=True)
-        found = _find_idx(Path(c.root or "data") / "FashionMNIST" / "raw", prefix)
+        FashionMNIST(str(root), train=c.split == "train", download=True)
+        found = _find_idx(root / "FashionMNIST" / "raw", prefix)
     if found is None:
         where = ", ".join(str(r) for r in roots)
         raise DataError(
@@ -184,7 +194,7 @@ def _fashion_mnist(c: DataConfig) -> ImageData:
 
 
 def _torchvision(cls: type, c: DataConfig, how: str, **kwargs) -> Dataset:
-    root = c.root or "data"
+    root = str(data_root(c.root))
     try:
         return cls(root, download=c.download, **kwargs)
     except RuntimeError as err:
@@ -251,7 +261,7 @@ def image_transform(c: DataConfig):
 
 def _imagefolder(c: DataConfig) -> ImageData:
     from torchvision.datasets import ImageFolder
-    root = Path(c.root)
+    root = data_root(c.root)
     if not root.is_dir():
         raise DataError(f"data.root = {str(root)!r} is not a folder; imagefolder wants ROOT/CLASS/IMAGE files")
     try:

@@ -32,6 +32,32 @@ def sample_latents(n: int, latent_dim: int, seed: int) -> torch.Tensor:
     return torch.randn(n, latent_dim, generator=generator)
 
 
+def class_samples(generator: nn.Module, name: int | str, n: int, seed: int) -> torch.Tensor:
+    """``n`` images (n, C, H, W) of one class, by name (``"Sneaker"``) or id, from a conditional
+    generator (``load_generator``) and seeded latents.
+
+    Raises:
+        ValueError: the generator is unconditional.
+        DataError: no such class, naming the classes there are.
+    """
+    if getattr(generator, "label", None) is None:
+        raise ValueError("this generator is unconditional: samples of a class need a run trained with "
+                         "model.conditional: true")
+    z = sample_latents(n, generator.latent_dim, seed)
+    with torch.no_grad():
+        return generator(z, generator.label.labels_of(name, n)).float()
+
+
+def samples_per_class(generator: nn.Module, n: int, seed: int) -> tuple[torch.Tensor, list[str]]:
+    """``n`` images of each trained class from a conditional generator, class by class, the same
+    ``n`` latents in every class (so column j shows one z across classes), and the class names."""
+    z = sample_latents(n, generator.latent_dim, seed)
+    ids = generator.label.class_ids.cpu()
+    with torch.no_grad():
+        images = generator(z.repeat(len(ids), 1), ids.repeat_interleave(n)).float()
+    return images, [generator.label.names[i] for i in ids.tolist()]
+
+
 def pca(x: torch.Tensor, k: int = 2) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Principal components of the rows of ``x`` (N, D), by an exact SVD of the centred data.
 

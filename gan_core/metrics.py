@@ -229,12 +229,26 @@ def class_scores(predicted: torch.Tensor, reference: torch.Tensor, classes: list
             "class_kl": float(kl)}
 
 
-def sample_images(generator: nn.Module, n: int, latent_dim: int, seed: int, batch: int = 500) -> torch.Tensor:
-    """(n, C, H, W) images from seeded latents, G in eval mode without gradients."""
+def conditional_scores(predicted: torch.Tensor, requested: torch.Tensor, classes: list[str]) -> dict[str, Any]:
+    """Share of a conditional G's samples the evaluator puts in the requested class, overall
+    and per requested class (chance is 1 / number of classes)."""
+    hit = (predicted == requested).double()
+    per_class = {classes[k]: float(hit[requested == k].mean()) for k in requested.unique().tolist()}
+    return {"conditional_accuracy": float(hit.mean()), "conditional_accuracy_per_class": per_class}
+
+
+def sample_images(generator: nn.Module, n: int, latent_dim: int, seed: int,
+                  batch: int = 500) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(n, C, H, W) images from seeded latents, G in eval mode without gradients, and the
+    classes asked of a conditional G (its trained classes in turn; None if unconditional)."""
     from .latent import sample_latents
     z = sample_latents(n, latent_dim, seed)
     generator.eval()
-    return _batched(generator, z, batch)
+    if getattr(generator, "label", None) is None:
+        return _batched(generator, z, batch), None
+    y = generator.label.default_labels(n)
+    with torch.no_grad():
+        return torch.cat([generator(z[i:i + batch], y[i:i + batch]) for i in range(0, n, batch)]), y
 
 
 class Scorer:
@@ -247,14 +261,19 @@ class Scorer:
         self.test = evaluator_data(config, "test", classes=config.data.classes)
         self._real_features = features(self.model, self.test.images)
 
-    def score(self, images: torch.Tensor) -> dict[str, Any]:
-        """All scores of generated images (N, C, H, W) in [-1, 1] against the test split."""
+    def score(self, images: torch.Tensor, requested: torch.Tensor | None = None) -> dict[str, Any]:
+        """All scores of generated images (N, C, H, W) in [-1, 1] against the test split; with
+        the classes ``requested`` (N,) of a conditional G, also how often the evaluator agrees."""
         images = to_evaluator_input(images, self.config)
         fake = features(self.model, images)
         real = self._real_features[:len(images)]
-        return {**feature_scores(real, fake, self.config.eval),
-                **class_scores(predict(self.model, images), self.test.labels, list(self.test.classes)),
-                "samples": len(images), "real_samples": len(real)}
+        predicted = predict(self.model, images)
+        scores = {**feature_scores(real, fake, self.config.eval),
+                  **class_scores(predicted, self.test.labels, list(self.test.classes)),
+                  "samples": len(images), "real_samples": len(real)}
+        if requested is not None:
+            scores.update(conditional_scores(predicted, requested.cpu(), list(self.test.classes)))
+        return scores
 
     def floor(self, n: int) -> dict[str, Any]:
         """The same scores for ``n`` real training images: the best a generator can reach."""
@@ -281,9 +300,9 @@ def evaluate_run(run_dir: str | Path, samples: int | None = None, checkpoints: b
     start = time.perf_counter()
     scorer = Scorer(config, log)
     n = samples or config.eval.samples
-    nz, seed = config.model.latent_dim, config.train.seed + 12345  # not the training noise
+    nz, seed = generator.latent_dim, config.train.seed + 12345  # not the training noise
     result = {"available": True, "name": scorer.name, "evaluator": scorer.info,
-              "final": scorer.score(sample_images(generator, n, nz, seed)), "floor": scorer.floor(n)}
+              "final": scorer.score(*sample_images(generator, n, nz, seed)), "floor": scorer.floor(n)}
     if checkpoints:
         result["over_training"] = rows = _over_training(run, scorer, config, seed)
         best = min((r for r in rows if not r["floor"]), key=lambda r: r["fd"], default=None)
@@ -304,14 +323,15 @@ def _over_training(run, scorer: Scorer, config: Config, seed: int) -> list[dict[
     for path in sorted(run.checkpoints.glob("epoch_*.pt")):
         generator, _ = load_generator(path)
         epoch = int(path.stem.split("_")[1])
-        rows.append({"epoch": epoch, **_brief(scorer.score(sample_images(generator, n, config.model.latent_dim, seed))),
-                     "floor": False})
+        scores = scorer.score(*sample_images(generator, n, generator.latent_dim, seed))
+        rows.append({"epoch": epoch, **_brief(scores), "floor": False})
     return rows
 
 
 def _brief(scores: dict[str, Any]) -> dict[str, Any]:
-    keys = ("fd", "kid", "precision", "recall", "density", "coverage", "classes_covered", "class_kl", "samples")
-    return {k: scores[k] for k in keys}
+    keys = ("fd", "kid", "precision", "recall", "density", "coverage", "classes_covered", "class_kl", "samples",
+            "conditional_accuracy")
+    return {k: scores[k] for k in keys if k in scores}
 
 
 def reading(result: dict[str, Any]) -> list[str]:
@@ -332,6 +352,12 @@ def reading(result: dict[str, Any]) -> list[str]:
     lines.append(f"KID {final['kid']:.3g} ± {final['kid_std']:.2g} (floor {floor['kid']:.2g}): on the "
                  "evaluator's raw features, so not comparable with published KID; it is unbiased, so "
                  "identical distributions can score slightly below 0.")
+    if "conditional_accuracy" in final:
+        per_class = final["conditional_accuracy_per_class"]
+        worst = min(per_class, key=per_class.get)
+        lines.append(f"Conditional accuracy {final['conditional_accuracy']:.2f} (chance {1 / len(per_class):.2f}): "
+                     f"the share of samples the evaluator puts in the class they were asked for; lowest for "
+                     f"{worst} ({per_class[worst]:.2f}).")
     if best := result.get("best_checkpoint"):
         lines.append(f"Best saved checkpoint by {name}: epoch {best['epoch']} ({best['fd']:.2f} on the "
                      f"smaller per-checkpoint sample), {best['path']}.")

@@ -21,13 +21,17 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from torchvision.utils import make_grid
 
-from .rundir import LOG_COLUMNS, RunDir
+from .rundir import DIFFUSION_STATS, GAN_STATS, RunDir, log_columns
 
 WIDE = (10, 4)  # inches: a full-width figure in an HTML report
 MAX_EPOCH_LINES = 30  # beyond this many epochs, boundaries are only on the top axis
-LABELS = {"loss_d": "D loss", "loss_g": "G loss", "d_real": "D(x), real", "d_fake": "D(G(z)), D step",
+LABELS = {"loss": "denoising loss (MSE of the noise)", "loss_d": "D loss", "loss_g": "G loss", "d_real": "D(x), real", "d_fake": "D(G(z)), D step",
           "d_fake_g": "D(G(z)), G step", "acc_real": "real accuracy", "acc_fake": "fake accuracy"}
-COLORS = {"loss_d": "C1", "loss_g": "C0", "d_real": "C2", "d_fake": "C3", "d_fake_g": "C4",
+# WGAN-GP's D is a critic: its output is a score, not a probability, and its loss estimates
+# minus the Wasserstein distance (plus the gradient penalty)
+CRITIC_LABELS = {"loss_d": "critic loss", "d_real": "σ(critic(x)), real", "d_fake": "σ(critic(G(z))), critic step",
+                 "d_fake_g": "σ(critic(G(z))), G step"}
+COLORS = {"loss": "C0", "loss_d": "C1", "loss_g": "C0", "d_real": "C2", "d_fake": "C3", "d_fake_g": "C4",
           "acc_real": "C2", "acc_fake": "C3"}
 
 # Thresholds of ``reading``, for losses on logits as in gan_core.losses (BCE, least squares, hinge);
@@ -49,18 +53,24 @@ def load_log(path: str | Path | RunDir) -> pd.DataFrame:
 
     Raises:
         FileNotFoundError: there is no log yet.
-        ValueError: the file lacks columns of ``rundir.LOG_COLUMNS`` or has no rows.
+        ValueError: the file lacks columns of a GAN's or a diffusion model's log, or has no rows.
     """
     path = path.log if isinstance(path, RunDir) else Path(path)
     path = RunDir(path).log if path.is_dir() else path
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: train the run first (python -m gan_core train ...)")
     log = pd.read_csv(path)
-    missing = [c for c in LOG_COLUMNS if c not in log.columns]
+    stats = DIFFUSION_STATS if "loss" in log.columns else GAN_STATS
+    missing = [c for c in log_columns(stats) if c not in log.columns]
     if missing or log.empty:
         raise ValueError(f"{path} is not a gan_core log.csv with rows (missing columns: {missing or 'none'}, "
                          f"{len(log)} rows)")
     return log
+
+
+def loss_keys(log: pd.DataFrame) -> tuple[str, ...]:
+    """The loss columns of a log: D and G for a GAN, the one denoising loss for a diffusion model."""
+    return ("loss",) if "loss" in log.columns else ("loss_d", "loss_g")
 
 
 def smoothed(values: pd.Series, smooth: int | float = 0.05) -> pd.Series:
@@ -114,9 +124,14 @@ def _figure(nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] = WIDE)
     return fig, axes
 
 
-def _raw_and_smoothed(ax: Axes, log: pd.DataFrame, key: str, smooth: int | float) -> None:
+def labels(loss: str = "bce") -> dict[str, str]:
+    """Names of the log columns for runs of the loss ``loss`` (config.loss.kind)."""
+    return {**LABELS, **CRITIC_LABELS} if loss == "wgan-gp" else LABELS
+
+
+def _raw_and_smoothed(ax: Axes, log: pd.DataFrame, key: str, smooth: int | float, label: str) -> None:
     ax.plot(log["step"], log[key], color=COLORS[key], lw=0.7, alpha=0.3, label="_raw " + key)
-    ax.plot(log["step"], smoothed(log[key], smooth), color=COLORS[key], lw=2, label=LABELS[key])
+    ax.plot(log["step"], smoothed(log[key], smooth), color=COLORS[key], lw=2, label=label)
 
 
 def _mark_epochs(ax: Axes, log: pd.DataFrame) -> None:
@@ -144,48 +159,53 @@ def _clip_spikes(ax: Axes, values: np.ndarray) -> None:
                 va="top", fontsize=8, color="0.4")
 
 
-def loss_curves(log: pd.DataFrame, smooth: int | float = 0.05) -> Figure:
-    """D and G loss per logged step: thin, faint raw values and a thick EMA; epochs on the top axis.
+def loss_curves(log: pd.DataFrame, smooth: int | float = 0.05, loss: str = "bce") -> Figure:
+    """D (or critic) and G loss per logged step: thin, faint raw values and a thick EMA; epochs
+    on the top axis.
 
     Args:
         log: a run's log (``load_log``).
         smooth: EMA span, see ``smoothed``.
+        loss: the run's ``loss.kind``, for the names (WGAN-GP's D is a critic).
     """
     fig, ax = _figure()
-    for key in ("loss_d", "loss_g"):
-        _raw_and_smoothed(ax, log, key, smooth)
+    for key in loss_keys(log):
+        _raw_and_smoothed(ax, log, key, smooth, labels(loss)[key])
     _mark_epochs(ax, log)
-    _clip_spikes(ax, log[["loss_d", "loss_g"]].to_numpy(float).ravel())
+    _clip_spikes(ax, log[list(loss_keys(log))].to_numpy(float).ravel())
     ax.set(xlabel="step", ylabel="loss", title="Losses (faint: logged values; bold: smoothed)")
     ax.legend(loc="best")
     return fig
 
 
-def epoch_losses(log: pd.DataFrame) -> Figure:
-    """Mean D and G loss per epoch (rows weighted by the steps they average)."""
+def epoch_losses(log: pd.DataFrame, loss: str = "bce") -> Figure:
+    """Mean D (or critic) and G loss per epoch (rows weighted by the steps they average)."""
     epochs = per_epoch(log)
     fig, ax = _figure()
-    for key in ("loss_d", "loss_g"):
-        ax.plot(epochs.index, epochs[key], "o-", color=COLORS[key], label=LABELS[key], ms=4)
+    for key in loss_keys(log):
+        ax.plot(epochs.index, epochs[key], "o-", color=COLORS[key], label=labels(loss)[key], ms=4)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(xlabel="epoch", ylabel="mean loss", title="Mean loss per epoch")
     ax.legend(loc="best")
     return fig
 
 
-def d_outputs(log: pd.DataFrame, smooth: int | float = 0.05, accuracy: bool = True) -> Figure:
+def d_outputs(log: pd.DataFrame, smooth: int | float = 0.05, accuracy: bool = True, loss: str = "bce") -> Figure:
     """D's mean outputs over steps: D(x), D(G(z)) in the D step and in the G step (after D's update).
 
     With ``accuracy``, a second panel shows D's accuracy on real and on fake images (threshold 0.5).
+    For WGAN-GP (``loss``) the outputs are the sigmoid of the critic's score, not probabilities.
     """
     fig, axes = _figure(1, 2 if accuracy else 1)
-    panels = [(np.atleast_1d(axes)[0], ("d_real", "d_fake", "d_fake_g"), "D output (probability)",
-               "What D says")]
+    critic = loss == "wgan-gp"
+    panels = [(np.atleast_1d(axes)[0], ("d_real", "d_fake", "d_fake_g"),
+               "sigmoid of the critic's score" if critic else "D output (probability)",
+               "What the critic says" if critic else "What D says")]
     if accuracy:
         panels.append((axes[1], ("acc_real", "acc_fake"), "accuracy", "D accuracy"))
     for ax, keys, ylabel, title in panels:
         for key in keys:
-            _raw_and_smoothed(ax, log, key, smooth)
+            _raw_and_smoothed(ax, log, key, smooth, labels(loss)[key])
         ax.axhline(0.5, color="0.5", lw=0.8, ls="--", label="_chance")
         _mark_epochs(ax, log)
         ax.set(xlabel="step", ylabel=ylabel, title=title, ylim=(-0.03, 1.03))
@@ -195,7 +215,8 @@ def d_outputs(log: pd.DataFrame, smooth: int | float = 0.05, accuracy: bool = Tr
 
 def overlay_losses(logs: dict[str, pd.DataFrame], key: str = "loss_g", smooth: int | float = 0.05,
                    x: str = "step") -> Figure:
-    """Several runs' smoothed ``key`` on one axis, for sweep summaries.
+    """Several runs' smoothed ``key`` on one axis, for sweep summaries (runs without ``key``,
+    e.g. diffusion models for ``loss_g``, are left out).
 
     Args:
         logs: run name -> log.
@@ -205,6 +226,7 @@ def overlay_losses(logs: dict[str, pd.DataFrame], key: str = "loss_g", smooth: i
     """
     if x not in ("step", "epoch"):
         raise ValueError(f"overlay_losses: x must be 'step' or 'epoch' (got {x!r})")
+    logs = {name: log for name, log in logs.items() if key in log.columns}
     fig, ax = _figure()
     colors = plt.get_cmap("tab10" if len(logs) <= 10 else "tab20").colors
     for (name, log), color in zip(logs.items(), colors * (len(logs) // len(colors) + 1)):
@@ -260,7 +282,7 @@ def loss_stats(log: pd.DataFrame, tail: float = 0.25, k: float = SPIKE_K) -> dic
     """Figures of merit of the losses, mostly over the last ``tail`` fraction of log rows.
 
     Returns:
-        For ``loss_d`` and ``loss_g``: ``mean_``, ``std_``, ``final_`` (the smoothed value at the
+        For each loss (``loss_d`` and ``loss_g``, or a diffusion model's ``loss``): ``mean_``, ``std_``, ``final_`` (the smoothed value at the
         end), ``rise_`` (fitted change across the tail), ``noise_`` (std around that line),
         ``swing_`` (std of the detrended smoothed curve: slow oscillation) and ``spikes_`` (spike
         events over the whole run, see ``find_spikes``); ``mean_`` of D's outputs and accuracies
@@ -270,7 +292,8 @@ def loss_stats(log: pd.DataFrame, tail: float = 0.25, k: float = SPIKE_K) -> dic
     Raises:
         ValueError: no row has finite losses.
     """
-    losses = log[["loss_d", "loss_g"]].to_numpy(float)
+    keys = loss_keys(log)
+    losses = log[list(keys)].to_numpy(float)
     finite = np.isfinite(losses).all(axis=1)
     if not finite.any():
         raise ValueError("loss_stats: every logged loss is NaN or infinite; training diverged at once")
@@ -280,10 +303,11 @@ def loss_stats(log: pd.DataFrame, tail: float = 0.25, k: float = SPIKE_K) -> dic
     stats: dict[str, float] = {"rows": len(log), "tail_rows": n, "steps": int(log["step"].iloc[-1]),
                                "epochs": int(log["epoch"].iloc[-1]), "tail": tail, "spike_k": k,
                                "nonfinite": int((~finite).sum())}
-    for key in ("loss_d", "loss_g"):
+    for key in keys:
         stats.update(_loss_stats(log, key, n, k))
     for key in ("d_real", "d_fake", "d_fake_g", "acc_real", "acc_fake"):
-        stats[f"mean_{key}"] = float(end[key].mean())
+        if key in log.columns:
+            stats[f"mean_{key}"] = float(end[key].mean())
     return stats
 
 
@@ -299,20 +323,28 @@ def _loss_stats(log: pd.DataFrame, key: str, n: int, k: float) -> dict[str, floa
             f"spikes_{key}": int((spikes & ~spikes.shift(fill_value=False)).sum())}
 
 
-def reading(stats: dict[str, float]) -> list[str]:
-    """Short sentences that interpret ``loss_stats``; thresholds are the constants atop this module."""
+def reading(stats: dict[str, float], loss: str = "bce") -> list[str]:
+    """Short sentences that interpret ``loss_stats`` of a run of the loss ``loss``; thresholds
+    are the constants atop this module."""
     share = f"the last {stats['tail']:.0%} of steps"
     said = [f"the log holds {stats['nonfinite']} rows of non-finite losses: training diverged"] \
         if stats["nonfinite"] else []
     if stats["rows"] < MIN_ROWS:
         return said + [f"only {stats['rows']} log rows: too short to judge trends "
                        "(log more often or train longer)"]
-    said += _balance_sentences(stats) + _trend_sentences(stats, share)
-    spikes = {key: stats[f"spikes_{key}"] for key in ("loss_d", "loss_g") if stats[f"spikes_{key}"]}
+    if loss == "wgan-gp" and "mean_loss_d" in stats:  # a critic's loss has no "chance" level; its negative estimates W
+        said.append(f"critic loss {stats['mean_loss_d']:.3g} over {share}: minus the critic's estimate of the "
+                    "Wasserstein distance (plus the gradient penalty); it should approach 0 from below as G improves")
+    elif "mean_loss_d" in stats:  # a diffusion model has one loss and no adversary
+        said += _balance_sentences(stats)
+    said += _trend_sentences(stats, share, loss)
+    spikes = {key: stats[f"spikes_{key}"] for key in ("loss", "loss_d", "loss_g") if stats.get(f"spikes_{key}")}
     if spikes:
-        counts = " and ".join(f"{n} in {LABELS[key]}" for key, n in spikes.items())
+        counts = " and ".join(f"{n} in {labels(loss)[key]}" for key, n in spikes.items())
         said.append(f"spikes: {counts} (beyond {stats['spike_k']:g} robust std of the rolling median): "
                     "unstable updates")
+    if "mean_loss" in stats:
+        return said or [f"no warning signs: over {share} the denoising loss is steady, without trend or spikes"]
     return said or [f"no warning signs: over {share} the losses are steady, without trend or spikes, "
                     "and D neither wins nor gives up"]
 
@@ -336,14 +368,17 @@ def _balance_sentences(stats: dict[str, float]) -> list[str]:
     return said
 
 
-def _trend_sentences(stats: dict[str, float], share: str) -> list[str]:
+def _trend_sentences(stats: dict[str, float], share: str, loss: str) -> list[str]:
+    d_name = "critic" if loss == "wgan-gp" else "D"
+    names = {key: name for key, name in (("loss_g", "G"), ("loss_d", d_name), ("loss", "denoising"))
+             if f"mean_{key}" in stats}
     said = []
-    for key, name in (("loss_g", "G"), ("loss_d", "D")):
+    for key, name in names.items():
         level, rise = max(abs(stats[f"mean_{key}"]), 0.1), stats[f"rise_{key}"]
         if abs(rise) > RISE_REL * level and abs(rise) > RISE_NOISE * stats[f"noise_{key}"]:
             way = "rising" if rise > 0 else "falling"
-            said.append(f"{name} loss {way} steadily ({rise:+.2f} over {share})" + _trend_meaning(key, rise))
-    swinging = [n for key, n in (("loss_d", "D"), ("loss_g", "G"))
+            said.append(f"{name} loss {way} steadily ({rise:+.2f} over {share})" + _trend_meaning(key, rise, d_name))
+    swinging = [name for key, name in sorted(names.items())
                 if stats[f"swing_{key}"] > SWING_REL * max(abs(stats[f"mean_{key}"]), 0.1)]
     if swinging:
         said.append(f"losses oscillate without settling ({' and '.join(swinging)} loss, smoothed, "
@@ -351,12 +386,14 @@ def _trend_sentences(stats: dict[str, float], share: str) -> list[str]:
     return said
 
 
-def _trend_meaning(key: str, rise: float) -> str:
+def _trend_meaning(key: str, rise: float, d_name: str) -> str:
     if key == "loss_g" and rise > 0:
-        return ": D is overpowering G"
+        return f": {d_name} is overpowering G"
     if key == "loss_d" and rise > 0:
-        return ": G is catching up with D"
-    return ": still learning, train longer" if key == "loss_g" else ""
+        return f": G is catching up with {d_name}"
+    if key == "loss" and rise > 0:
+        return ": training is diverging, try a lower learning rate"
+    return ": still learning, train longer" if key in ("loss_g", "loss") else ""
 
 
 # --- images ----------------------------------------------------------------------------------
@@ -386,6 +423,22 @@ def image_grid(images: torch.Tensor, nrow: int | None = None, ax: Axes | None = 
     if title:
         ax.set_title(title)
     return ax.figure
+
+
+def class_rows(images: torch.Tensor, names: list[str], title: str | None = None, width: float = 8.0) -> Figure:
+    """Samples of a conditional G, one row per class (``len(images)`` a multiple of ``len(names)``),
+    each row named on the left."""
+    if len(images) % len(names):
+        raise ValueError(f"class_rows: {len(images)} images do not fill {len(names)} rows evenly")
+    fig = image_grid(images, nrow=len(images) // len(names), title=title, width=width)
+    ax, size = fig.axes[0], images.shape[-2]
+    ax.set_axis_on()
+    ax.set_xticks([])
+    ax.set_yticks([2 + i * (size + 2) + size / 2 for i in range(len(names))], names)  # make_grid pads by 2
+    ax.tick_params(left=False)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    return fig
 
 
 def progression(paths: list[Path], labels: list[str] | None = None, max_panels: int = 8) -> Figure:

@@ -23,7 +23,10 @@ if TYPE_CHECKING:
     import pandas as pd
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-HIDDEN_INDEX_COLUMNS = ("error", "images_per_s", "kid", "fd_floor")  # kept in summary.csv
+# per-run training figures: mean over the last epoch (final_) or over all of training (mean_)
+LOSS_COLUMNS = ("final_loss_d", "final_loss_g", "final_loss", "mean_loss_d", "mean_loss_g", "mean_loss",
+                "final_acc_real", "final_acc_fake")  # final_loss, mean_loss: a diffusion model's one loss
+HIDDEN_INDEX_COLUMNS = ("error", "images_per_s", "kid", "fd_floor", *LOSS_COLUMNS[3:])  # kept in summary.csv
 HIDDEN_CELL_TAGS = ("parameters", "injected-parameters")  # the config header states the real values
 
 
@@ -156,6 +159,7 @@ def sweep_table(sweep_dir: str | Path) -> "pd.DataFrame":
             "status": status.get("status", "ok" if training else "not run"),
             "duration_s": status.get("duration_s"), "epochs": training.get("epochs"),
             "final_loss_d": training.get("final_loss_d"), "final_loss_g": training.get("final_loss_g"),
+            **{k: training.get(k) for k in LOSS_COLUMNS[2:]},  # absent for the other family: NaN
             "images_per_s": training.get("images_per_s"), **_scores(metrics.get("evaluation", {})),
             "error": status.get("error", ""),
         })
@@ -170,7 +174,8 @@ def _scores(evaluation: dict[str, Any]) -> dict[str, Any]:
         return {}
     final, floor = evaluation["final"], evaluation["floor"]
     return {"fd": final["fd"], "fd_floor": floor["fd"], "kid": final["kid"], "precision": final["precision"],
-            "recall": final["recall"], "coverage": final["coverage"], "classes": final["classes_covered"]}
+            "recall": final["recall"], "coverage": final["coverage"], "classes": final["classes_covered"],
+            **({"conditional_accuracy": final["conditional_accuracy"]} if "conditional_accuracy" in final else {})}
 
 
 def index_html(table: "pd.DataFrame", sweep_dir: str | Path) -> str:
@@ -182,7 +187,7 @@ def index_html(table: "pd.DataFrame", sweep_dir: str | Path) -> str:
                  f"images score {table['fd_floor'].dropna().iloc[0]:.3g} (the floor). KID, images/s and "
                  "the rest are in summary.csv.</p>")
         table = table.sort_values("rank", kind="stable")
-    shown = table.drop(columns=[c for c in HIDDEN_INDEX_COLUMNS if c in table])
+    shown = table.drop(columns=[c for c in HIDDEN_INDEX_COLUMNS if c in table]).dropna(axis=1, how="all")
     # links and grids right after the run's name: the table is wide, they must not scroll away
     shown.insert(1, "reports", [_links(sweep_dir / name) for name in table["run"]])
     shown.insert(2, "final grid", [_thumbnail(RunDir(sweep_dir / name)) for name in table["run"]])

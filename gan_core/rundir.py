@@ -7,8 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-LOG_COLUMNS = ("epoch", "step", "loss_d", "loss_g", "d_real", "d_fake", "d_fake_g",
-               "acc_real", "acc_fake", "images_per_s", "time_s")
+GAN_STATS = ("loss_d", "loss_g", "d_real", "d_fake", "d_fake_g", "acc_real", "acc_fake")
+DIFFUSION_STATS = ("loss",)  # the denoising loss: MSE of the predicted noise
+LOG_COLUMNS = ("epoch", "step", *GAN_STATS, "images_per_s", "time_s")  # a GAN run's log.csv
+
+
+def log_columns(stats: tuple[str, ...]) -> tuple[str, ...]:
+    """The header of a log.csv whose rows hold ``stats`` (GAN_STATS or DIFFUSION_STATS)."""
+    return ("epoch", "step", *stats, "images_per_s", "time_s")
 
 
 @dataclass(frozen=True)

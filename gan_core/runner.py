@@ -1,8 +1,8 @@
 """Executing a sweep: each run's notebooks through papermill, HTML/PDF, then the index.
 
 A run is one process (its notebooks' kernels are its children), so runs go in parallel over
-a process pool with the CPU threads divided between them. Kernels talk over IPC sockets, not
-TCP ports, so parallel kernel start-ups cannot race for a port.
+a process pool with the CPU threads divided between them, or over Dask or SLURM (executors.py).
+Kernels talk over IPC sockets, not TCP ports, so parallel kernel start-ups cannot race for a port.
 """
 from __future__ import annotations
 
@@ -12,10 +12,7 @@ import json
 import os
 import shutil
 import time
-import traceback
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
-from multiprocessing import get_context
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -23,7 +20,7 @@ from jupyter_client.manager import KernelManager
 from traitlets import default
 
 from . import config as config_lib
-from . import report
+from . import executors, report
 from .config import ConfigError
 from .rundir import write_atomic
 from .sweep import NOTEBOOKS, SUMMARY_NOTEBOOK, Run, Sweep, run_key, settings
@@ -172,12 +169,14 @@ def select(runs: list[Run], only: str | None) -> list[Run]:
 def run_sweep(sweep: Sweep, out: str | Path = "reports", jobs: int = 1, pdf: bool = False,
               force: bool = False, only: str | None = None, log: Callable[[str], None] = print) -> int:
     """Run a sweep's missing or changed runs, then build its index; returns 0 if all runs are ok."""
+    engine = replace(sweep.executor, jobs=jobs)
+    executors.require(engine)  # a missing engine stops the sweep before any run is touched
     sweep_dir = Path(out) / sweep.name
     sweep_dir.mkdir(parents=True, exist_ok=True)
     runs = select(sweep.runs, only)
     if pdf and not report.chromium():
         log("--pdf: Chromium not found, PDFs skipped (install it with 'apt-get install chromium')")
-    threads = max(1, (os.cpu_count() or 1) // max(1, min(jobs, len(runs))))
+    threads = engine.cpus_per_run or max(1, (os.cpu_count() or 1) // max(1, min(jobs, len(runs))))
     jobs_todo = {}
     for run in runs:
         job = prepare_run(run, sweep, sweep_dir, threads, force, pdf, log)
@@ -188,9 +187,9 @@ def run_sweep(sweep: Sweep, out: str | Path = "reports", jobs: int = 1, pdf: boo
     _write_sweep_file(sweep, sweep_dir)
     if jobs_todo and any("evaluation" in p.stem for p in sweep.notebooks):
         _prepare_evaluators([r for r in runs if r.name in jobs_todo], log)
-    log(f"{sweep.path}: {len(runs)} runs, {len(jobs_todo)} to execute, {jobs} at a time, "
+    log(f"{sweep.path}: {len(runs)} runs, {len(jobs_todo)} to execute, {executors.describe(engine)}, "
         f"{threads} threads each -> {sweep_dir}")
-    results = execute_jobs(list(jobs_todo.values()), jobs, log)
+    results = executors.submit_jobs(list(jobs_todo.values()), engine, log)
     index = build_index(sweep, sweep_dir, pdf)
     failed = [r for r in results if r["status"] != "ok"]
     log(f"index: {index.resolve()}")
@@ -199,26 +198,6 @@ def run_sweep(sweep: Sweep, out: str | Path = "reports", jobs: int = 1, pdf: boo
             f"{r['run']} ({r.get('failed_notebook')}: {r.get('error')})" for r in failed))
         return 1
     return 0
-
-
-def execute_jobs(jobs: list[Job], workers: int, log: Callable[[str], None]) -> list[dict[str, Any]]:
-    """Run jobs in a pool of processes (spawned: no inherited threads or CUDA state)."""
-    results = []
-    if not jobs:
-        return results
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(execute_run, job): job for job in jobs}
-        for future in as_completed(futures):
-            name = Path(futures[future].run_dir).name
-            try:
-                result = future.result()
-            except Exception as err:  # the worker itself died: the run stays resumable
-                result = {"run": name, "status": "failed", "error": f"{type(err).__name__}: {err}"}
-                traceback.print_exc()
-            results.append(result)
-            log(f"{name}: {result['status']} in {result.get('duration_s', '?')} s"
-                + (f" ({result.get('failed_notebook')}: {result.get('error')})" if result["status"] != "ok" else ""))
-    return results
 
 
 def _prepare_evaluators(runs: list[Run], log: Callable[[str], None]) -> None:

@@ -8,6 +8,10 @@
     variants:                        # named override sets (optional; crossed with the grid)
       lsgan: {loss.kind: mse}
     report: {code: false, notebooks: [01_architecture, 02_training]}
+    quick:                           # --quick: a CPU-sized version (optional)
+      set: {train.epochs: 1}         #   overrides for every run, over the grid and variants
+      grid: {train.batch_size: [64]} #   replaces these axes of the grid
+    executor: {name: dask, address: "tcp://host:8786"}   # where runs execute (executors.py)
 
 Each run is one self-contained unit: ``reports/<sweep>/<run>/`` holds its config.yaml, its
 executed notebooks and their HTML, and ``.done`` with the hash of config, notebooks and code,
@@ -25,16 +29,18 @@ from typing import Any
 
 from . import config as config_lib
 from .config import Config, ConfigError
+from .executors import ExecutorSettings, parse_settings
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
 SUMMARY_NOTEBOOK = "07_sweep_summary"
-SWEEP_KEYS = {"base", "set", "grid", "variants", "report"}
+SWEEP_KEYS = {"base", "set", "grid", "variants", "report", "executor", "quick"}
+QUICK_KEYS = {"set", "grid"}
 REPORT_KEYS = {"code", "notebooks"}
 RUNTIME_KEYS = {"train.threads", "train.progress"}  # change how a run is executed, not what it computes
 SHORT_NAMES = {"train.batch_size": "bs", "model.latent_dim": "z", "train.epochs": "ep",
                "optim_g.lr": "glr", "optim_d.lr": "dlr", "loss.kind": "", "loss.real_label": "real",
-               "model.arch": "", "train.seed": "seed", "data.image_size": "px"}
+               "model.arch": "", "train.seed": "seed", "data.image_size": "px", "model.conditional": "cond"}
 
 
 @dataclass(frozen=True)
@@ -54,24 +60,32 @@ class Sweep:
     notebooks: list[Path]
     code: bool = False
     base: Path = field(default=Path())
+    executor: ExecutorSettings = field(default_factory=ExecutorSettings)  # runtime: not in run_key
 
 
-def load_sweep(path: str | Path) -> Sweep:
+def load_sweep(path: str | Path, quick: bool = False, overrides: dict[str, Any] | None = None) -> Sweep:
     """Read a sweep file and resolve and validate every run before anything executes.
+
+    Args:
+        quick: apply the file's ``quick`` section; the sweep is then named ``<name>-quick``.
+        overrides: dotted-key overrides for every run (the CLI's ``--set``), applied last.
 
     Raises:
         ConfigError: naming the sweep file, the run and the key.
     """
     path = Path(path)
     raw = config_lib.read_yaml(path, "sweep")
+    last = _quick(path, raw) if quick else {}
+    last.update(overrides or {})
     if "base" not in raw:
         raise ConfigError(f"{path}: a sweep needs 'base: CONFIG.yaml' (and 'grid' or 'variants')")
     if unknown := set(raw) - SWEEP_KEYS:
         raise ConfigError(f"{path}: unknown key {sorted(unknown)[0]} (known: {', '.join(sorted(SWEEP_KEYS))})")
+    executor = parse_settings(raw.get("executor"), path)
     base_path = _find(path, raw["base"], "base")
     base = config_lib.load(base_path, _mapping(path, raw, "set"), origin=f"{path}: set")
-    runs = [Run(name, overrides, base.replace(overrides, f"{path} (run {name})"))
-            for name, overrides in expand(path, raw)]
+    runs = [Run(name, changes, base.replace({**changes, **last}, f"{path} (run {name})"))
+            for name, changes in expand(path, raw)]
     if len({r.name for r in runs}) != len(runs):
         raise ConfigError(f"{path}: two runs share a name: {[r.name for r in runs]}")
     report = _mapping(path, raw, "report")
@@ -80,7 +94,22 @@ def load_sweep(path: str | Path) -> Sweep:
     wanted = report.get("notebooks") or sorted(p.stem for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")
                                                if p.stem != SUMMARY_NOTEBOOK)
     notebooks = [_find_notebook(path, name) for name in wanted]
-    return Sweep(path.stem, path, runs, notebooks, bool(report.get("code", False)), base_path)
+    return Sweep(path.stem + ("-quick" if quick else ""), path, runs, notebooks, bool(report.get("code", False)),
+                 base_path, executor=executor)
+
+
+def _quick(path: Path, raw: dict[str, Any]) -> dict[str, Any]:
+    """Apply the ``quick`` section: its grid axes replace the file's (in ``raw``); returns its ``set``."""
+    if "quick" not in raw:
+        raise ConfigError(f"{path}: --quick needs a 'quick:' section (set: and/or grid:) in the sweep file")
+    quick = _mapping(path, raw, "quick")
+    if unknown := set(quick) - QUICK_KEYS:
+        raise ConfigError(f"{path}: unknown key quick.{sorted(unknown)[0]} (known: set, grid)")
+    grid = _mapping(path, raw, "grid")
+    if extra := set(_mapping(path, quick, "grid")) - set(grid):
+        raise ConfigError(f"{path}: quick.grid.{sorted(extra)[0]} is not an axis of the grid (axes: {list(grid)})")
+    raw["grid"] = {**grid, **quick.get("grid", {})}
+    return dict(_mapping(path, quick, "set"))
 
 
 def expand(path: Path, raw: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -104,6 +133,8 @@ def expand(path: Path, raw: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 
 def _short(key: str, value: Any) -> str:
     label = SHORT_NAMES.get(key, key.rsplit(".", 1)[-1].replace("_", ""))
+    if isinstance(value, bool):  # cond / no-cond
+        return label if value else f"no-{label}"
     text = f"{value:g}" if isinstance(value, float) else str(value)
     return f"{label}{text}".replace("/", "_")
 

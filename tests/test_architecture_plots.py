@@ -280,3 +280,23 @@ def test_progression_titles_and_subsampling(tmp_path):
 def test_real_vs_fake():
     fig = plots.real_vs_fake(torch.rand(9, 1, 28, 28) * 2 - 1, torch.rand(9, 1, 28, 28) * 2 - 1)
     assert [ax.get_title() for ax in fig.axes] == ["real", "generated"]
+
+
+def test_wgan_gp_runs_name_the_critic():
+    t = np.linspace(0, 1, 400)
+    log = make_log(loss_d=-3 * np.exp(-3 * t) - 0.2, d_real=np.full(400, 0.9), d_fake=np.full(400, 0.05))
+    legend = [text.get_text() for text in plots.loss_curves(log, loss="wgan-gp").axes[0].get_legend().get_texts()]
+    assert legend == ["critic loss", "G loss"]
+    assert "critic" in plots.d_outputs(log, loss="wgan-gp").axes[0].get_title()
+    said = plots.reading(plots.loss_stats(log), loss="wgan-gp")
+    assert any("Wasserstein" in s for s in said) and any("critic loss rising" in s for s in said)
+    assert not any("discriminator wins" in s for s in said)  # D(x) and D(G(z)) are no probabilities here
+    assert any("discriminator wins" in s for s in plots.reading(plots.loss_stats(log)))  # as BCE, they would be
+
+
+def test_class_rows_name_each_row():
+    fig = plots.class_rows(torch.rand(6, 1, 28, 28) * 2 - 1, ["Sneaker", "Bag"], title="per class")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["Sneaker", "Bag"]
+    with pytest.raises(ValueError, match="evenly"):
+        plots.class_rows(torch.rand(5, 1, 28, 28), ["Sneaker", "Bag"])

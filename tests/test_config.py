@@ -1,4 +1,5 @@
 import dataclasses
+import re
 
 import pytest
 
@@ -42,7 +43,7 @@ def test_defaults_and_override(tmp_path):
     ("loss: {kind: hinge, real_label: 0.9}\n", "loss.real_label must be 1.0 with the hinge loss"),
     ("model: {g_hidden: []}\n", "model.g_hidden must be widths > 0 (got [])"),
     ("model: {d_dropout: 1.0}\n", "model.d_dropout must be in [0, 1) (got 1.0)"),
-    ("model: {arch: resnet}\n", "model.arch must be one of 'dcgan', 'mlp' (got 'resnet')"),
+    ("model: {arch: resnet}\n", "model.arch must be one of 'dcgan', 'mlp', 'ddpm' (got 'resnet')"),
     ("train: {ema: 1.5}\n", "train.ema must be in [0, 1) (got 1.5)"),
     ("loss: {kind: wgan-gp}\n", "model.d_norm must be layer or none with wgan-gp"),
     ("train: {n_critic: 0}\n", "train.n_critic must be > 0 (got 0)"),
@@ -88,3 +89,14 @@ def test_presets_validate():
 def test_override_errors_name_the_override(tmp_path):
     with pytest.raises(ConfigError, match=r"x.yaml with --set train.batchsize: unknown key train.batchsize"):
         load(write(tmp_path, "train:\n  epochs: 1\n"), {"train.batchsize": 64})
+
+
+@pytest.mark.parametrize("diffusion, message", [
+    ({"timesteps": 10}, "diffusion.timesteps must be > 20 for the linear schedule"),
+    ({"timesteps": 150, "sample_steps": 200}, "diffusion.sample_steps must be in [1, diffusion.timesteps = 150]"),
+    ({"guidance": 2.0}, "diffusion.guidance needs model.conditional: true"),
+    ({"width_mults": [1, 2, 2, 2]}, "diffusion.width_mults must allow halving data.image_size = 28 3 times"),
+])
+def test_diffusion_values_are_checked(diffusion, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        from_dict({"model": {"arch": "ddpm"}, "diffusion": diffusion}, "x.yaml")

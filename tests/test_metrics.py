@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from gan_core import metrics
 from gan_core.config import from_dict
-from gan_core.train import train
+from gan_core.train import load_generator, train
 
 from .conftest import real_data_name
 
@@ -114,3 +114,19 @@ def test_fashion_mnist_evaluator_reaches_90_percent(tmp_path):
     config = from_dict({"eval": {"cache_dir": str(tmp_path)}}, "test")  # the default recipe
     _, info = metrics.load_evaluator(config, log=lambda s: None)
     assert info["test_accuracy"] >= 0.90
+
+
+@pytest.mark.slow
+def test_conditional_samples_are_of_the_requested_class(scorer, tmp_path):
+    """A conditional DCGAN trained briefly on digits: the evaluator puts its samples in the
+    class they were asked for far more often than chance (0.1)."""
+    config = from_dict({"data": {"name": "digits"}, "model": {"conditional": True, "latent_dim": 16, "ngf": 16, "ndf": 16},
+                        "train": {"epochs": 10, "batch_size": 32, "progress": False, "threads": 2, "log_every": 10}}, "test")
+    train(config, tmp_path, log=lambda s: None)
+    generator, _ = load_generator(tmp_path / "checkpoints" / "last.pt")
+    images, requested = metrics.sample_images(generator, 300, 16, seed=1)
+    assert requested.tolist() == [k % 10 for k in range(300)]
+    scores = scorer.score(images, requested)
+    assert scores["conditional_accuracy"] > 0.5
+    assert len(scores["conditional_accuracy_per_class"]) == 10
+    assert "conditional_accuracy" not in scorer.score(images)

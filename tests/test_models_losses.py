@@ -4,10 +4,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gan_core.config import LossConfig
+from gan_core.config import ConfigError, LossConfig, from_dict
+from gan_core.data import DataError
 from gan_core.losses import GANLoss, gradient_penalty
 from gan_core.models import (DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator,
-                             count_parameters, dcgan_init)
+                             build_models, count_parameters, dcgan_init)
 
 
 @pytest.mark.parametrize("size", [28, 32, 64, 128])
@@ -108,3 +109,33 @@ def test_gradient_penalty_on_interpolates():
     assert ((t >= 0) & (t <= 1)).all() and torch.allclose(t, t[:, :1, :1, :1].expand_as(t), atol=1e-4)
     wgan = GANLoss(LossConfig(kind="wgan-gp"))
     assert wgan.d_loss(torch.tensor([2.0]), torch.tensor([-1.0])).item() == -3.0
+
+
+FASHION = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+
+
+@pytest.mark.parametrize("arch", ["dcgan", "mlp"])
+@pytest.mark.parametrize("embed_dim", [0, 6])
+def test_conditional_models_use_the_label(arch, embed_dim):
+    config = from_dict({"model": {"arch": arch, "conditional": True, "embed_dim": embed_dim, "latent_dim": 8,
+                                  "ngf": 4, "ndf": 4, "g_hidden": [16], "d_hidden": [16]}})
+    g, d = build_models(config, 1, FASHION)
+    g.eval(), d.eval()
+    z, x = torch.randn(4, 8), torch.rand(4, 1, 28, 28) * 2 - 1
+    sneaker, bag = torch.full((4,), 7), torch.full((4,), 8)
+    assert g(z, sneaker).shape == (4, 1, 28, 28) and d(x, sneaker).shape == (4,)
+    assert not torch.allclose(g(z, sneaker), g(z, bag))  # same z, another class: another image
+    assert not torch.allclose(d(x, sneaker), d(x, bag))  # D judges an image with its class
+    assert g.label.dim == (embed_dim or 10)
+    assert g.label.labels_of("Sneaker", 3).tolist() == [7, 7, 7]
+    assert g.label.default_labels(12).tolist() == list(range(10)) + [0, 1]
+
+
+def test_conditional_needs_classes_and_cycles_the_kept_ones():
+    config = from_dict({"model": {"conditional": True}, "data": {"classes": ["Sneaker", "Bag"]}})
+    with pytest.raises(ConfigError, match="classes"):
+        build_models(config, 1)
+    g, _ = build_models(config, 1, FASHION)
+    assert g.label.default_labels(5).tolist() == [7, 8, 7, 8, 7]
+    with pytest.raises(DataError, match="'Sock' is not a class"):
+        g.label.labels_of("Sock", 2)

@@ -137,12 +137,12 @@ report: {{notebooks: [01_architecture, 02_training]}}
     sweep_dir = tmp_path / "reports" / "s"
     assert json.loads((sweep_dir / "good" / "status.json").read_text())["status"] == "ok"
     status = json.loads((sweep_dir / "broken" / "status.json").read_text())
-    assert status["status"] == "failed" and status["failed_notebook"] == "02_training"
+    assert status["status"] == "failed" and status["failed_notebook"] == "01_architecture"
     assert "DataError" in status["error"] and "no-such-folder" in status["error"]
-    page = (sweep_dir / "broken" / "02_training.html").read_text()
+    page = (sweep_dir / "broken" / "01_architecture.html").read_text()
     assert "papermill-error-cell" in page and "DataError" in page
     index = (sweep_dir / "index.html").read_text()
-    assert "broken/02_training.html#papermill-error-cell" in index
+    assert "broken/01_architecture.html#papermill-error-cell" in index
     assert any("1 of 2 runs failed" in line for line in lines)
     assert not (sweep_dir / "good" / ".done").read_text() == ""
     # fixing nothing and running again retries only the failed run

@@ -5,6 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
+from gan_core.latent import class_samples
 from gan_core.train import Trainer, TrainingError, load_checkpoint, load_generator, read_log, train
 
 
@@ -74,30 +75,54 @@ FAMILIES = {
     "dcgan-lsgan-ema": {"loss": {"kind": "mse", "real_label": 0.9}, "train": {"ema": 0.9}},
     "dcgan-wgan-gp": {"model": {"d_norm": "layer"}, "loss": {"kind": "wgan-gp"}, "train": {"n_critic": 3},
                       "optim_d": {"betas": [0.0, 0.9]}, "optim_g": {"betas": [0.0, 0.9]}},
+    "dcgan-conditional": {"model": {"conditional": True}},
+    "mlp-conditional-embedding-noise": {"model": {"arch": "mlp", "conditional": True, "embed_dim": 4,
+                                                  "g_hidden": [32], "d_hidden": [32]},
+                                        "train": {"instance_noise": 0.2}},
+    "ddpm": {"model": {"arch": "ddpm"}, "diffusion": {"timesteps": 30, "base_width": 8, "sample_steps": 4}},
+    "ddpm-conditional-ema": {"model": {"arch": "ddpm", "conditional": True}, "train": {"ema": 0.9},
+                             "diffusion": {"timesteps": 30, "base_width": 8, "width_mults": [1, 2], "eta": 0.5}},
 }
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-def test_resume_equals_uninterrupted(tiny_config, tmp_path, family):
-    def config(epochs):
-        sections = {k: dict(v) for k, v in FAMILIES[family].items()}
-        sections["train"] = {**sections.get("train", {}), "epochs": epochs}
-        return tiny_config(**sections)
-    full = config(3)
-    train(full, tmp_path / "straight", log=lambda s: None)
-    train(config(1), tmp_path / "resumed", log=lambda s: None)
-    # an interrupted second epoch leaves log rows behind; resuming must drop and redo them
-    with open(tmp_path / "resumed" / "log.csv", "a") as f:
-        f.write("2,6,9,9,0.5,0.5,0.5,0.5,0.5,1,1\n")
-    train(full, tmp_path / "resumed", resume=True, log=lambda s: None)
-    a = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")
-    b = load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.pt")
+def assert_same_run(a_dir, b_dir, ema=False):
+    a = load_checkpoint(a_dir / "checkpoints" / "last.pt")
+    b = load_checkpoint(b_dir / "checkpoints" / "last.pt")
     assert a["epoch"] == b["epoch"] == 3 and a["step"] == b["step"]
     for key in ("generator", "discriminator", "generator_ema"):
         assert (key in a) == (key in b) and (key not in a or same_weights(a[key], b[key]))
-    assert ("generator_ema" in a) == ("ema" in family)
+    assert ("generator_ema" in a) == ema
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_resume_equals_uninterrupted(tiny_config, tmp_path, family, monkeypatch):
+    config = tiny_config(**{k: dict(v) for k, v in FAMILIES[family].items()})  # 3 epochs of 4 steps
+    config = config.replace({"train.epochs": 3})
+    train(config, tmp_path / "straight", log=lambda s: None)
+    step, calls = Trainer.train_step, []
+    def interrupted(self, *args):
+        calls.append(1)
+        if len(calls) == 7:  # mid epoch 2, after its first log row: those rows must be dropped and redone
+            raise KeyboardInterrupt
+        return step(self, *args)
+    monkeypatch.setattr(Trainer, "train_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "resumed", log=lambda s: None)
+    monkeypatch.setattr(Trainer, "train_step", step)
+    assert read_log(tmp_path / "resumed" / "log.csv")[-1]["step"] == 6
+    train(config, tmp_path / "resumed", resume=True, log=lambda s: None)
+    assert_same_run(tmp_path / "straight", tmp_path / "resumed", ema="ema" in family)
     strip = lambda p: [{k: v for k, v in r.items() if k not in ("images_per_s", "time_s")} for r in read_log(p)]
     assert strip(tmp_path / "straight" / "log.csv") == strip(tmp_path / "resumed" / "log.csv")
+
+
+def test_longer_training_continues_a_shorter_run(tiny_config, tmp_path):
+    """train.epochs may grow between sessions: 1 epoch, then on to 3, equals 3 straight."""
+    full = tiny_config(train={"epochs": 3})
+    train(full, tmp_path / "straight", log=lambda s: None)
+    train(tiny_config(train={"epochs": 1}), tmp_path / "resumed", log=lambda s: None)
+    train(full, tmp_path / "resumed", resume=True, log=lambda s: None)
+    assert_same_run(tmp_path / "straight", tmp_path / "resumed")
 
 
 def test_existing_run_needs_resume(tiny_config, tmp_path):
@@ -159,10 +184,14 @@ def test_fp16_needs_cuda(tiny_config, tmp_path):
 
 def test_ema_averages_generator_weights(tiny_config, tmp_path):
     trainer = Trainer(tiny_config(train={"ema": 0.5}), tmp_path)
+    key = "net.0.weight"
     before = weights(trainer.G)
+    trainer.train_step(trainer.data.images[:16])  # step 0: the warm-up decay (1 + 0) / (10 + 0) = 0.1
+    assert torch.allclose(weights(trainer.G_ema)[key], 0.1 * before[key] + 0.9 * weights(trainer.G)[key])
+    trainer.step = 100  # past the warm-up: train.ema
+    before = weights(trainer.G_ema)
     trainer.train_step(trainer.data.images[:16])
     after, averaged = weights(trainer.G), weights(trainer.G_ema)
-    key = "net.0.weight"
     assert torch.allclose(averaged[key], 0.5 * before[key] + 0.5 * after[key])
     assert not torch.equal(averaged[key], after[key])
     assert torch.equal(averaged["net.1.running_mean"], after["net.1.running_mean"])
@@ -210,3 +239,27 @@ def test_checkpoint_from_before_a_key_existed_resumes(tiny_config, tmp_path):
     torch.save(state, path)
     with pytest.raises(TrainingError, match=r"another config \(train.ema: 0.5 -> 0.0\)"):
         train(tiny_config(train={"epochs": 3}), tmp_path, log=lambda s: None)
+
+
+def test_conditional_grid_has_one_row_per_class(tiny_config, tmp_path):
+    trainer = Trainer(tiny_config(model={"conditional": True}), tmp_path)  # 16 samples, 10 classes
+    assert trainer.grid_columns == 2 and trainer.fixed_y.tolist() == [k for k in range(10) for _ in range(2)]
+    assert torch.equal(trainer.fixed_z[0], trainer.fixed_z[2])  # each column: one z across the classes
+    kept = Trainer(tiny_config(model={"conditional": True}, data={"classes": [7, 9], "subset": None}), tmp_path / "b")
+    assert kept.fixed_y.tolist() == [7] * 8 + [9] * 8 and kept.grid_columns == 8
+    trainer.fit()
+    generator, _ = load_generator(tmp_path / "checkpoints" / "last.pt")
+    assert generator.label.names == tuple(trainer.data.classes)
+    images = class_samples(generator, 1, 4, seed=0)
+    assert images.shape == (4, 1, 28, 28) and torch.equal(images, class_samples(generator, 1, 4, seed=0))
+
+
+def test_instance_noise_anneals_to_zero(tiny_config, tmp_path):
+    trainer = Trainer(tiny_config(train={"instance_noise": 0.5}), tmp_path)
+    x = torch.zeros(2000)
+    assert trainer._instance_noise(x).std().item() == pytest.approx(0.5, rel=0.1)
+    trainer.step = trainer.steps_per_epoch  # half way through the 2 epochs
+    assert trainer._instance_noise(x).std().item() == pytest.approx(0.25, rel=0.1)
+    trainer.step = 2 * trainer.steps_per_epoch
+    assert torch.equal(trainer._instance_noise(x), x)
+    assert torch.equal(Trainer(tiny_config(), tmp_path / "off")._instance_noise(x), x)

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..config import dcgan_base_size
+from .conditional import LabelCode, with_code
 
 
 def _doublings(image_size: int) -> tuple[int, int]:
@@ -23,15 +24,16 @@ def _doublings(image_size: int) -> tuple[int, int]:
 
 
 class DCGANGenerator(nn.Module):
-    """z (B, latent_dim) -> image (B, channels, size, size) in [-1, 1] (Tanh)."""
+    """z (B, latent_dim) [and class ids y (B,)] -> image (B, channels, size, size) in [-1, 1] (Tanh)."""
 
-    def __init__(self, latent_dim: int, channels: int, image_size: int, ngf: int = 64):
+    def __init__(self, latent_dim: int, channels: int, image_size: int, ngf: int = 64,
+                 label: LabelCode | None = None):
         super().__init__()
         base, n = _doublings(image_size)
-        self.latent_dim, self.image_size = latent_dim, image_size
+        self.latent_dim, self.image_size, self.label = latent_dim, image_size, label
         width = ngf * 2 ** (n - 1)
-        layers: list[nn.Module] = [  # (B, nz, 1, 1) -> (B, width, base, base)
-            nn.ConvTranspose2d(latent_dim, width, base, 1, 0, bias=False),
+        layers: list[nn.Module] = [  # (B, nz [+ code], 1, 1) -> (B, width, base, base)
+            nn.ConvTranspose2d(latent_dim + (label.dim if label else 0), width, base, 1, 0, bias=False),
             nn.BatchNorm2d(width), nn.ReLU(True)]
         for _ in range(n - 1):  # each: (B, w, s, s) -> (B, w/2, 2s, 2s)
             layers += [nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=False),
@@ -40,21 +42,25 @@ class DCGANGenerator(nn.Module):
         layers += [nn.ConvTranspose2d(width, channels, 4, 2, 1, bias=False), nn.Tanh()]
         self.net = nn.Sequential(*layers)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z[:, :, None, None])
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(with_code(z, self.label, y)[:, :, None, None])
 
 
 class DCGANDiscriminator(nn.Module):
-    """image (B, channels, size, size) -> logit (B,). No Sigmoid: losses work on logits."""
+    """image (B, channels, size, size) [and class ids y (B,)] -> logit (B,). No Sigmoid: losses
+    work on logits. A conditional D sees the label code as extra constant input channels."""
 
-    def __init__(self, channels: int, image_size: int, ndf: int = 64, norm: str = "batch"):
+    def __init__(self, channels: int, image_size: int, ndf: int = 64, norm: str = "batch",
+                 label: LabelCode | None = None):
         super().__init__()
+        self.label = label
         norms = {"batch": nn.BatchNorm2d, "none": lambda w: nn.Identity(),
                  "layer": lambda w: nn.GroupNorm(1, w)}  # one group: LayerNorm over (C, H, W)
         base, n = _doublings(image_size)
         width = ndf
         layers: list[nn.Module] = [  # no BatchNorm on the input layer (Radford et al.)
-            nn.Conv2d(channels, width, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)]
+            nn.Conv2d(channels + (label.dim if label else 0), width, 4, 2, 1, bias=False),
+            nn.LeakyReLU(0.2, True)]
         for _ in range(n - 1):  # each: (B, w, s, s) -> (B, 2w, s/2, s/2)
             layers += [nn.Conv2d(width, width * 2, 4, 2, 1, bias=False),
                        norms[norm](width * 2), nn.LeakyReLU(0.2, True)]
@@ -62,8 +68,8 @@ class DCGANDiscriminator(nn.Module):
         layers.append(nn.Conv2d(width, 1, base, 1, 0, bias=False))  # (B, w, base, base) -> (B, 1, 1, 1)
         self.net = nn.Sequential(*layers)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).flatten()
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(with_code(x, self.label, y)).flatten()
 
 
 def dcgan_init(module: nn.Module) -> None:

@@ -8,32 +8,37 @@ import math
 import torch
 from torch import nn
 
+from .conditional import LabelCode, with_code
+
 
 class MLPGenerator(nn.Module):
-    """z (B, latent_dim) -> image (B, C, H, W) in [-1, 1]."""
+    """z (B, latent_dim) [and class ids y (B,)] -> image (B, C, H, W) in [-1, 1]."""
 
-    def __init__(self, latent_dim: int, image_shape: tuple[int, int, int], hidden: tuple[int, ...]):
+    def __init__(self, latent_dim: int, image_shape: tuple[int, int, int], hidden: tuple[int, ...],
+                 label: LabelCode | None = None):
         super().__init__()
-        self.latent_dim, self.image_shape = latent_dim, tuple(image_shape)
+        self.latent_dim, self.image_shape, self.label = latent_dim, tuple(image_shape), label
         layers: list[nn.Module] = []
-        width = latent_dim
+        width = latent_dim + (label.dim if label else 0)
         for out in hidden:
             layers += [nn.Linear(width, out), nn.BatchNorm1d(out), nn.LeakyReLU(0.2, True)]
             width = out
         layers += [nn.Linear(width, math.prod(image_shape)), nn.Tanh()]
         self.net = nn.Sequential(*layers)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z).view(len(z), *self.image_shape)
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(with_code(z, self.label, y)).view(len(z), *self.image_shape)
 
 
 class MLPDiscriminator(nn.Module):
-    """image (B, C, H, W) -> logit (B,)."""
+    """image (B, C, H, W) [and class ids y (B,)] -> logit (B,); the label code joins the pixels."""
 
-    def __init__(self, image_shape: tuple[int, int, int], hidden: tuple[int, ...], dropout: float = 0.0):
+    def __init__(self, image_shape: tuple[int, int, int], hidden: tuple[int, ...], dropout: float = 0.0,
+                 label: LabelCode | None = None):
         super().__init__()
-        layers: list[nn.Module] = [nn.Flatten()]
-        width = math.prod(image_shape)
+        self.label = label
+        layers: list[nn.Module] = [nn.Flatten()]  # no-op on flat input; keeps checkpoints' layer indices
+        width = math.prod(image_shape) + (label.dim if label else 0)
         for out in hidden:
             layers += [nn.Linear(width, out), nn.LeakyReLU(0.2, True)]
             if dropout:
@@ -42,5 +47,5 @@ class MLPDiscriminator(nn.Module):
         layers.append(nn.Linear(width, 1))
         self.net = nn.Sequential(*layers)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).flatten()
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(with_code(x.flatten(1), self.label, y)).flatten()

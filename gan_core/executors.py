@@ -1,0 +1,341 @@
+"""Where a sweep's runs execute: a local process pool, a Dask cluster, or SLURM through submitit.
+
+Every engine runs the same picklable ``runner.Job`` through ``runner.execute_run``, in the run's
+own folder (shared storage beyond one machine), so a run lands in ``reports/<sweep>/<run>/``
+whichever engine ran it, and the index is built when all are done. A worker that dies or a job
+that is preempted leaves its run resumable: training continues from checkpoints/last.pt and
+completed runs are skipped, so running the sweep again loses and repeats nothing.
+
+A sweep file chooses the engine (CLI flags override it)::
+
+    executor: {name: dask, address: "tcp://host:8786", gpus_per_run: 1}
+    executor: {name: slurm, partition: gpu, time_min: 240, gpus_per_run: 1, cpus_per_run: 8,
+               array_parallelism: 4}
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
+from multiprocessing import get_context
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from .config import ConfigError
+from .rundir import write_atomic
+
+if TYPE_CHECKING:
+    from .runner import Job
+
+NAMES = ("local", "dask", "slurm")
+COMMON_KEYS = {"name", "gpus_per_run", "cpus_per_run"}
+ENGINE_KEYS = {"local": set(), "dask": {"address"},
+               "slurm": {"partition", "time_min", "array_parallelism", "folder", "cluster"}}
+KEY_TYPES = {"name": str, "address": str, "partition": str, "folder": str, "cluster": str,
+             "gpus_per_run": int, "cpus_per_run": int, "time_min": int, "array_parallelism": int}
+MINIMUM = {"gpus_per_run": 0, "cpus_per_run": 1, "time_min": 1, "array_parallelism": 1}
+CLUSTERS = ("slurm", "local", "debug")  # submitit's: SLURM, a subprocess each, or in this process
+FLAGS = {"name": "--executor", "address": "--scheduler", "partition": "--partition",
+         "time_min": "--time-min", "gpus_per_run": "--gpus-per-run"}
+CONNECT_TIMEOUT_S = 20
+
+
+@dataclass(frozen=True)
+class ExecutorSettings:
+    """The engine and the resources of each run; from a sweep's ``executor:`` and the CLI."""
+
+    name: str = "local"
+    gpus_per_run: int | None = None  # None: local gives each run one GPU when CUDA is there; dask/slurm none
+    cpus_per_run: int | None = None  # None: this machine's cores divided between the parallel runs
+    address: str | None = None  # dask: the scheduler's address; None starts a LocalCluster on loopback
+    partition: str | None = None  # slurm: None is the cluster's default partition
+    time_min: int = 240  # slurm: time limit of one run; a run cut off there is requeued and resumes
+    array_parallelism: int | None = None  # slurm: runs at a time; None: --jobs
+    folder: str | None = None  # slurm: submitit's scripts, pickles and logs; None: reports/<sweep>/_slurm
+    cluster: str | None = None  # slurm: submitit's slurm (None), local or debug (both on this machine)
+    jobs: int = 1  # --jobs: the local pool's size, the LocalCluster's workers, the default array parallelism
+
+
+def parse_settings(raw: Any, origin: str | Path) -> ExecutorSettings:
+    """Validate a sweep file's ``executor:`` mapping (None: the local pool).
+
+    Raises:
+        ConfigError: naming ``origin``, the key and the value.
+    """
+    if raw is None:
+        return ExecutorSettings()
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{origin}: executor must be a mapping, e.g. {{name: dask}} (got {raw!r})")
+    values = {k: v for k, v in raw.items() if v is not None}
+    name = _checked("name", values.get("name", "local"), f"{origin}: executor.name")
+    for key in sorted(set(values) - COMMON_KEYS - ENGINE_KEYS[name]):
+        owner = next((n for n, keys in ENGINE_KEYS.items() if key in keys), None)
+        hint = (f"a setting of the {owner} executor, this one is {name}" if owner else
+                f"known for {name}: {', '.join(sorted(COMMON_KEYS | ENGINE_KEYS[name]))}")
+        raise ConfigError(f"{origin}: unknown key executor.{key} ({hint})")
+    return ExecutorSettings(**{k: _checked(k, v, f"{origin}: executor.{k}") for k, v in values.items()})
+
+
+def with_flags(settings: ExecutorSettings, **flags: Any) -> ExecutorSettings:
+    """``settings`` overridden by CLI flags (``name``, ``address``, ...; None: flag not given).
+
+    A flag naming another engine drops the file's settings that belong to the file's engine.
+
+    Raises:
+        ConfigError: naming the flag and its value.
+    """
+    flags = {k: _checked(k, v, FLAGS[k]) for k, v in flags.items() if v is not None}
+    name = flags.get("name", settings.name)
+    if name != settings.name:
+        settings = ExecutorSettings(name=name, gpus_per_run=settings.gpus_per_run,
+                                    cpus_per_run=settings.cpus_per_run, jobs=settings.jobs)
+    for key in sorted(set(flags) - COMMON_KEYS - ENGINE_KEYS[name]):
+        owner = next(n for n, keys in ENGINE_KEYS.items() if key in keys)
+        raise ConfigError(f"{FLAGS[key]} is a setting of the {owner} executor (add --executor {owner})")
+    return replace(settings, **flags)
+
+
+def _checked(key: str, value: Any, where: str) -> Any:
+    kind = KEY_TYPES[key]
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f"{where} must be an integer (got {value!r})")
+    if kind is str and not isinstance(value, str):
+        raise ConfigError(f"{where} must be a string (got {value!r})")
+    if key in MINIMUM and value < MINIMUM[key]:
+        raise ConfigError(f"{where} must be >= {MINIMUM[key]} (got {value!r})")
+    for allowed in ((NAMES,) if key == "name" else (CLUSTERS,) if key == "cluster" else ()):
+        if value not in allowed:
+            raise ConfigError(f"{where} must be one of {', '.join(allowed)} (got {value!r})")
+    return value
+
+
+def require(settings: ExecutorSettings) -> None:
+    """Check the engine can take runs (its package, the scheduler, sbatch) before any run starts.
+
+    Raises:
+        ConfigError: naming the pip extra, the address or the missing command.
+    """
+    module = _engine_module(settings.name)
+    if settings.name == "dask" and settings.address:
+        _dask_connect(module, settings.address).close()
+    if settings.name == "slurm" and (settings.cluster or "slurm") == "slurm" and not shutil.which("sbatch"):
+        raise ConfigError("the slurm executor submits with sbatch, which is not on PATH here: run the sweep "
+                          "on a SLURM login node, or set executor.cluster: local to try it on this machine")
+
+
+def _engine_module(name: str) -> Any:
+    try:
+        if name == "dask":
+            import distributed
+            return distributed
+        if name == "slurm":
+            import submitit
+            return submitit
+    except ImportError as err:
+        package = "dask.distributed" if name == "dask" else "submitit"
+        raise ConfigError(f"the {name} executor needs {package}: pip install 'gan-workbook[{name}]' "
+                          f"({type(err).__name__}: {err})") from None
+    return None
+
+
+def describe(settings: ExecutorSettings) -> str:
+    """How the runs execute, for the sweep's opening log line."""
+    if settings.name == "dask":
+        return f"on Dask {settings.address}" if settings.address else \
+            f"on a Dask LocalCluster, {settings.jobs} at a time"
+    if settings.name == "slurm":
+        return (f"on {settings.cluster or 'SLURM'} through submitit"
+                f"{f' (partition {settings.partition})' if settings.partition else ''}, "
+                f"{settings.array_parallelism or settings.jobs} at a time")
+    return f"{settings.jobs} at a time"
+
+
+def submit_jobs(jobs: list[Job], settings: ExecutorSettings,
+                log: Callable[[str], None]) -> list[dict[str, Any]]:
+    """Execute ``jobs`` on the settings' engine and wait for all of them.
+
+    Returns:
+        One result per job (``execute_run``'s), in completion order; a job whose worker died,
+        was cancelled or failed for good is a ``failed`` result, and its status.json says so.
+    """
+    if not jobs:
+        return []
+    return ENGINES[settings.name](jobs, settings, log)
+
+
+def _runner() -> Any:
+    # runner imports this module: import it back when a sweep runs, both loaded by then
+    from . import runner
+    return runner
+
+
+def _outcome(job: Job, result: Callable[[], dict[str, Any]], log: Callable[[str], None]) -> dict[str, Any]:
+    """The job's result, or a failed one when the engine lost it; logged either way."""
+    try:
+        outcome = result()
+    except Exception as err:  # the worker died, the job was killed or cancelled: the run stays resumable
+        outcome = _lost(job, err)
+    name = outcome["run"]
+    log(f"{name}: {outcome['status']} in {outcome.get('duration_s', '?')} s"
+        + (f" ({outcome.get('failed_notebook')}: {outcome.get('error')})" if outcome["status"] != "ok" else ""))
+    return outcome
+
+
+def _lost(job: Job, err: Exception) -> dict[str, Any]:
+    """A run whose worker never answered: done if its .done says so, else failed and resumable."""
+    runner, run_dir = _runner(), Path(job.run_dir)
+    path, done = run_dir / runner.STATUS, run_dir / runner.DONE
+    status = json.loads(path.read_text()) if path.exists() else {}
+    if done.exists() and done.read_text() == job.key:  # it finished; only its answer was lost
+        return {"run": run_dir.name, **status}
+    message = (str(err).strip().splitlines() or [repr(err)])[0][:300]
+    status.update(status="failed", failed_notebook="executor", failed_link="",
+                  error=f"{type(err).__name__}: {message}; run the sweep again to resume it from its "
+                        "last checkpoint")
+    write_atomic(path, json.dumps(status, indent=2).encode())
+    return {"run": run_dir.name, **status}
+
+
+# --- GPUs: one set per worker slot -----------------------------------------------------------
+def cuda_devices() -> list[str]:
+    """The CUDA devices this process may use, as CUDA_VISIBLE_DEVICES names them ([] without CUDA)."""
+    import torch
+    count = torch.cuda.device_count()
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    names = [d.strip() for d in visible.split(",") if d.strip()] if visible else [str(i) for i in range(count)]
+    return names[:count]
+
+
+def gpu_slot(devices: list[str], per_run: int, slot: int) -> list[str]:
+    """The devices of worker ``slot``: ``per_run`` of them, round-robin over ``devices``."""
+    start = slot * per_run
+    return list(dict.fromkeys(devices[(start + k) % len(devices)] for k in range(min(per_run, len(devices)))))
+
+
+def _pin_slot(counter: Any, devices: list[str], per_run: int) -> None:
+    """Pool worker initializer: take the next slot number and its GPUs before any kernel starts."""
+    if not devices:
+        return
+    with counter.get_lock():
+        slot, counter.value = counter.value, counter.value + 1
+    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(gpu_slot(devices, per_run, slot))
+
+
+def _gpu_note(settings: ExecutorSettings, devices: list[str], log: Callable[[str], None]) -> None:
+    if devices:
+        log(f"{len(devices)} CUDA devices, {settings.gpus_per_run or 1} per run (CUDA_VISIBLE_DEVICES per worker)")
+    elif settings.gpus_per_run:
+        log(f"gpus_per_run {settings.gpus_per_run}: no CUDA device is visible here; runs use the CPU")
+
+
+# --- the engines -----------------------------------------------------------------------------
+def _local(jobs: list[Job], settings: ExecutorSettings, log: Callable[[str], None]) -> list[dict[str, Any]]:
+    """A pool of processes on this machine (spawned: no inherited threads or CUDA state).
+
+    A worker that dies breaks the pool: its run and the ones still queued come back failed
+    and resumable.
+    """
+    context = get_context("spawn")
+    devices = cuda_devices() if settings.gpus_per_run != 0 else []
+    _gpu_note(settings, devices, log)
+    pool = ProcessPoolExecutor(max_workers=min(settings.jobs, len(jobs)), mp_context=context,
+                               initializer=_pin_slot,
+                               initargs=(context.Value("i", 0), devices, settings.gpus_per_run or 1))
+    with pool:
+        futures = {pool.submit(_runner().execute_run, job): job for job in jobs}
+        return [_outcome(futures[future], future.result, log) for future in as_completed(futures)]
+
+
+def _dask(jobs: list[Job], settings: ExecutorSettings, log: Callable[[str], None]) -> list[dict[str, Any]]:
+    """Dask distributed: the scheduler at ``address``, or a LocalCluster on loopback.
+
+    A run whose worker dies is rescheduled by Dask on another worker (up to its
+    ``distributed.scheduler.allowed-failures``) and resumes from its checkpoint there.
+    GPUs are Dask worker resources: start each worker with ``--resources GPU=1`` and its own
+    CUDA_VISIBLE_DEVICES; the LocalCluster started here does both.
+    """
+    distributed = _engine_module("dask")
+    resources = {"GPU": settings.gpus_per_run} if settings.gpus_per_run else None
+    with ExitStack() as stack:
+        if settings.address:
+            client, devices = _dask_connect(distributed, settings.address), []
+            stack.callback(client.close)
+            log(f"dask: scheduler {settings.address}, {len(client.nthreads())} workers")
+            if resources and not _gpu_workers(client):
+                log("dask: no worker offers a GPU yet (start them with --resources GPU=1); the runs wait for one")
+        else:
+            devices = cuda_devices() if settings.gpus_per_run else []
+            _gpu_note(settings, devices, log)
+            cluster = stack.enter_context(distributed.LocalCluster(
+                n_workers=min(settings.jobs, len(jobs)), threads_per_worker=1, processes=True,
+                host="127.0.0.1", dashboard_address=None, resources=resources,
+                silence_logs=logging.ERROR))  # a worker outlives close() by seconds: the kill warning is noise
+            client = stack.enter_context(distributed.Client(cluster))
+            log(f"dask: LocalCluster {cluster.scheduler_address}, {len(cluster.workers)} workers of 1 thread")
+        futures = {client.submit(_dask_task, job, devices, settings.gpus_per_run or 1,
+                                 pure=False, resources=resources): job for job in jobs}
+        return [_outcome(futures[future], future.result, log)
+                for future in distributed.as_completed(futures)]
+
+
+def _dask_connect(distributed: Any, address: str) -> Any:
+    try:
+        return distributed.Client(address, timeout=CONNECT_TIMEOUT_S)
+    except (OSError, TimeoutError) as err:
+        raise ConfigError(f"no Dask scheduler answered at {address!r} in {CONNECT_TIMEOUT_S} s "
+                          f"({type(err).__name__}); start one with 'dask scheduler' "
+                          "and workers with 'dask worker ADDRESS', or leave the address out for a "
+                          "LocalCluster") from None
+
+
+def _gpu_workers(client: Any) -> list[str]:
+    workers = client.scheduler_info(n_workers=-1)["workers"]
+    return [address for address, info in workers.items() if info.get("resources", {}).get("GPU")]
+
+
+def _dask_task(job: Job, devices: list[str], per_run: int) -> dict[str, Any]:
+    """execute_run on a Dask worker; on our LocalCluster, pinned to the GPUs of the worker's number."""
+    if devices:  # one single-threaded worker process per slot: the environment is the run's
+        from distributed import get_worker
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(gpu_slot(devices, per_run, int(get_worker().name)))
+    return _runner().execute_run(job)
+
+
+class RequeueRun:
+    """execute_run for submitit, requeued on preemption or timeout.
+
+    submitit calls ``checkpoint`` when SLURM signals a preemption or the time limit
+    (``submitit.helpers.Checkpointable``'s protocol); resubmitting the same job is enough,
+    since the run resumes from checkpoints/last.pt and its finished notebooks are cheap.
+    """
+
+    def __call__(self, job: Job) -> dict[str, Any]:
+        return _runner().execute_run(job)
+
+    def checkpoint(self, job: Job) -> Any:
+        import submitit
+        return submitit.helpers.DelayedSubmission(self, job)
+
+
+def _slurm(jobs: list[Job], settings: ExecutorSettings, log: Callable[[str], None]) -> list[dict[str, Any]]:
+    """SLURM through submitit: one array job, a task per run, one node and task each."""
+    submitit = _engine_module("slurm")
+    folder = Path(settings.folder) if settings.folder else Path(jobs[0].run_dir).parent / "_slurm"
+    executor = submitit.AutoExecutor(folder=folder, cluster=settings.cluster or "slurm")
+    executor.update_parameters(
+        name=f"gan-{Path(jobs[0].run_dir).parent.name}", timeout_min=settings.time_min, nodes=1,
+        tasks_per_node=1, cpus_per_task=jobs[0].threads,
+        gpus_per_node=settings.gpus_per_run or 0, slurm_partition=settings.partition,
+        slurm_array_parallelism=settings.array_parallelism or settings.jobs)
+    submitted = executor.map_array(RequeueRun(), jobs)
+    log(f"{executor.cluster}: submitted {len(submitted)} jobs "
+        f"({', '.join(j.job_id for j in submitted[:4])}{' ...' if len(submitted) > 4 else ''}); logs in {folder}")
+    return [_outcome(job, remote.result, log) for remote, job in zip(submitted, jobs)]
+
+
+ENGINES: dict[str, Callable[[list[Job], ExecutorSettings, Callable[[str], None]], list[dict[str, Any]]]] = {
+    "local": _local, "dask": _dask, "slurm": _slurm}

@@ -1,0 +1,113 @@
+"""The presets in params/: every config and sweep validates, and each sweep's quick version runs
+end to end (one run per preset through all the notebooks, on small real data)."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy.io import savemat
+
+from gan_core import config as config_lib
+from gan_core.config import ConfigError, from_dict
+from gan_core.data import load_data
+from gan_core.runner import run_sweep
+from gan_core.sweep import load_sweep
+
+from .conftest import REPO, real_data_name
+
+SWEEPS = sorted((REPO / "params" / "sweeps").glob("*.yaml"))
+PRESETS = {  # sweep -> the run of its quick version to execute
+    "dcgan64_flowers": "bs16-z50", "dcgan64_latent": "z10", "loss_comparison": "mlp1024",
+    "mlp_fashion": "eps-wd", "conditional": "cond-z100-ep3", "imagefolder128": "ttur",
+    "ddpm_fashion": "base-cond", "gan_vs_ddpm": "ddpm"}
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "params").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_config_validates(path):
+    config_lib.load(path)
+
+
+@pytest.mark.parametrize("path", SWEEPS, ids=lambda p: p.stem)
+def test_every_sweep_validates(path):
+    sweep = load_sweep(path)
+    assert sweep.runs and all(r.config for r in sweep.runs)
+    if path.stem in PRESETS:
+        quick = load_sweep(path, quick=True)
+        assert quick.name == f"{path.stem}-quick" and PRESETS[path.stem] in [r.name for r in quick.runs]
+        full = {r.name: r.config for r in sweep.runs}
+        assert all(r.config.train.epochs <= full.get(r.name, r.config).train.epochs for r in quick.runs)
+
+
+def test_quick_section_replaces_grid_axes_and_overrides_last(tmp_path):
+    base = tmp_path / "base.yaml"
+    base.write_text("train: {epochs: 50}\n")
+    path = tmp_path / "s.yaml"
+    path.write_text("base: base.yaml\nvariants: {a: {}, b: {train.epochs: 9}}\n"
+                    "grid: {model.latent_dim: [64, 100, 200], train.batch_size: [32, 64]}\n"
+                    "quick: {grid: {model.latent_dim: [100]}, set: {train.epochs: 1}}\n")
+    quick = load_sweep(path, quick=True, overrides={"train.seed": 3})
+    assert [r.name for r in quick.runs] == ["a-z100-bs32", "a-z100-bs64", "b-z100-bs32", "b-z100-bs64"]
+    assert {(r.config.train.epochs, r.config.train.seed) for r in quick.runs} == {(1, 3)}
+    assert len(load_sweep(path).runs) == 12
+    path.write_text("base: base.yaml\ngrid: {model.latent_dim: [64]}\nquick: {grid: {train.epochs: [1]}}\n")
+    with pytest.raises(ConfigError, match="quick.grid.train.epochs is not an axis"):
+        load_sweep(path, quick=True)
+    path.write_text("base: base.yaml\ngrid: {model.latent_dim: [64]}\n")
+    with pytest.raises(ConfigError, match="--quick needs a 'quick:' section"):
+        load_sweep(path, quick=True)
+
+
+# --- the quick versions, end to end ---------------------------------------------------------------
+def write_jpgs(folder, images, names):
+    folder.mkdir(parents=True, exist_ok=True)
+    for image, name in zip(images, names):
+        pixels = ((image[0].numpy() + 1) * 127.5).round().astype(np.uint8)
+        Image.fromarray(pixels).convert("RGB").resize((80, 64)).save(folder / name)  # RGB, not square
+
+
+@pytest.fixture(scope="module")
+def image_roots(tmp_path_factory):
+    """Real images in Flowers102's layout and in an image folder: 192 Fashion-MNIST (or digits) images."""
+    root = tmp_path_factory.mktemp("images")
+    data = load_data(from_dict({"data": {"name": real_data_name(), "subset": 192}, "train": {"batch_size": 32}}))
+    images, labels = data.images, data.labels.numpy()
+    write_jpgs(root / "flowers" / "flowers-102" / "jpg", images, [f"image_{i:05d}.jpg" for i in range(1, 193)])
+    savemat(root / "flowers" / "flowers-102" / "imagelabels.mat", {"labels": labels + 1})
+    savemat(root / "flowers" / "flowers-102" / "setid.mat", {"trnid": np.arange(1, 9), "valid": np.arange(9, 17),
+                                                             "tstid": np.arange(1, 193)})
+    for k in np.unique(labels):
+        write_jpgs(root / "folder" / f"class_{k}", images[labels == k], [f"{i}.jpg" for i in range(192)])
+    return {"flowers102": root / "flowers", "imagefolder": root / "folder"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", PRESETS)
+def test_quick_preset_runs_end_to_end(name, image_roots, tmp_path_factory):
+    """The quick version, with test-sized data and a cheaper evaluator; nothing else changed."""
+    cache = tmp_path_factory.getbasetemp() / "evaluators"  # shared by the presets of this session
+    path = REPO / "params" / "sweeps" / f"{name}.yaml"
+    probe = load_sweep(path, quick=True).runs[0].config.data
+    overrides = {"eval.cache_dir": str(cache), "eval.evaluator_subset": 5000, "eval.evaluator_epochs": 1,
+                 "eval.samples": 500, "eval.checkpoint_samples": 200}
+    if probe.name in image_roots:
+        overrides["data.root"] = str(image_roots[probe.name])
+    else:
+        overrides["data.subset"] = 1024
+    sweep = load_sweep(path, quick=True, overrides=overrides)
+    out = tmp_path_factory.mktemp("reports")
+    assert run_sweep(sweep, out, only=PRESETS[name], log=lambda s: None) == 0
+    run = out / f"{name}-quick" / PRESETS[name]
+    assert sorted(p.name for p in run.glob("*.html")) == [
+        "01_architecture.html", "02_training.html", "03_loss_analysis.html", "04_latent_pca.html",
+        "05_sample_gallery.html", "06_evaluation.html"]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["training"]["epochs"] == sweep.runs[0].config.train.epochs
+    assert (out / f"{name}-quick" / "index.html").exists()
+    if name in ("conditional", "ddpm_fashion"):
+        assert 0 <= metrics["evaluation"]["final"]["conditional_accuracy"] <= 1
+        gallery = json.loads((run / "05_sample_gallery.ipynb").read_text())
+        cell = next(c for c in gallery["cells"] if "samples_per_class" in "".join(c["source"]))
+        shown = [o for o in cell["outputs"] if "image/png" in o.get("data", {})]
+        assert len(shown) == (2 if real_data_name() == "fashion-mnist" else 1)  # per class, and Sneaker
+    if name == "imagefolder128":
+        assert metrics["evaluation"]["available"] is False
