@@ -38,15 +38,14 @@ def generate(run_dir: str, count: int, class_name: str | None, seed: int, out: s
     """Write ``count`` samples of a run's generator (of one class) as a PNG grid; returns its path."""
     if count < 1:
         raise ConfigError(f"--count must be >= 1 (got {count})")
-    generator, config = load_generator(Path(run_dir) / "checkpoints" / "last.pt")
+    generator, _ = load_generator(Path(run_dir) / "checkpoints" / "last.pt")
     if class_name is None:
-        images = sample_images(generator, count, config.model.latent_dim, seed)[0]
+        images = sample_images(generator, count, seed)[0]
     elif generator.label is None:
-        raise ConfigError(f"{run_dir} holds an unconditional GAN: --class needs a run trained with "
+        raise ConfigError(f"{run_dir} holds an unconditional model: --class needs a run trained with "
                           "model.conditional: true")
     else:
-        name = int(class_name) if class_name.isdigit() else class_name
-        images = class_samples(generator, name, count, seed)
+        images = class_samples(generator, class_name, count, seed)
     suffix = f"_{class_name}".replace("/", "-") if class_name else ""
     path = Path(out or Path(run_dir) / f"generated{suffix}.png")
     save_image(images, path, nrow=math.ceil(math.sqrt(count)), normalize=True, value_range=(-1, 1), padding=2)
@@ -98,8 +97,9 @@ def main(argv: list[str] | None = None) -> int:
             config = config_lib.load(args.config, parse_overrides(args.set))
             metrics = train(config, args.out, resume=args.resume,
                             progress=False if args.no_progress else None)["training"]
-            print(f"done: {metrics['epochs']} epochs, {metrics['steps']} steps, final loss_d "
-                  f"{metrics['final_loss_d']:.3f}, loss_g {metrics['final_loss_g']:.3f}; see {args.out}")
+            losses = (f"loss {metrics['final_loss']:.4f}" if "final_loss" in metrics else
+                      f"loss_d {metrics['final_loss_d']:.3f}, loss_g {metrics['final_loss_g']:.3f}")
+            print(f"done: {metrics['epochs']} epochs, {metrics['steps']} steps, final {losses}; see {args.out}")
         elif args.command == "sweep":
             if args.jobs < 1:
                 raise ConfigError(f"--jobs must be >= 1 (got {args.jobs})")

@@ -132,11 +132,12 @@ def _select(labels: torch.Tensor, classes: Sequence[str], c: DataConfig, seed: i
 
 
 def class_id(name: int | str, classes: Sequence[str], where: str) -> int:
-    """The id of a class given by id or name (``7`` or ``"Sneaker"``); ``where`` names the setting."""
-    if isinstance(name, int) and 0 <= name < len(classes):
-        return name
-    if name in classes:
-        return list(classes).index(name)
+    """The id of a class given by name or id (``"Sneaker"``, ``7`` or ``"7"``); a name wins
+    (image folders may be named 1, 10, 100 ...); ``where`` names the setting."""
+    if str(name) in classes:
+        return list(classes).index(str(name))
+    if str(name).isdigit() and int(name) < len(classes):
+        return int(name)
     raise DataError(f"{where}: {name!r} is not a class (classes: {list(classes)})")
 
 

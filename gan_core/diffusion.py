@@ -8,6 +8,7 @@ a class-conditional one has ``num_classes > 0`` and reads y = num_classes as "no
 """
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -114,10 +115,17 @@ def _check(model: nn.Module, n: int, y: torch.Tensor | None, steps: int, T: int,
         raise ValueError(f"steps must be in [1, T = {T}] (got {steps})")
 
 
+def _randn(n: int, shape: tuple[int, ...], generator) -> torch.Tensor:
+    """(n, *shape) standard normal noise on the CPU, from one generator or one per row."""
+    if isinstance(generator, Sequence):
+        return torch.stack([torch.randn(shape, generator=g) for g in generator])
+    return torch.randn(n, *shape, generator=generator)
+
+
 @torch.no_grad()
 def sample(model: nn.Module, schedule: Schedule, n: int, shape: tuple[int, int, int],
            y: torch.Tensor | Sequence[int] | None = None, steps: int | None = None, eta: float = 1.0,
-           guidance: float = 0.0, generator: torch.Generator | None = None,
+           guidance: float = 0.0, generator: torch.Generator | Sequence[torch.Generator] | None = None,
            device: torch.device | str = "cpu", return_trajectory: int = 0,
            noise: torch.Tensor | None = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """``n`` images (n, C, H, W) in [-1, 1], denoised from pure noise.
@@ -131,7 +139,8 @@ def sample(model: nn.Module, schedule: Schedule, n: int, shape: tuple[int, int, 
     Args:
         y: labels (n,) for a class-conditional model; None samples it unconditionally.
         guidance: classifier-free guidance weight w; 0 turns it off.
-        generator: a CPU generator for all the noise, so results repeat on the CPU.
+        generator: a CPU generator for all the noise, so results repeat on the CPU; or one per
+            sample, so each sample's noise is its own whatever else is in the batch.
         return_trajectory: k > 0 also returns k snapshots of x_t (k, n, C, H, W) evenly spaced
             from the start noise to the final images.
         noise: the start noise x_T (n, C, H, W); default: drawn from ``generator``.
@@ -144,7 +153,7 @@ def sample(model: nn.Module, schedule: Schedule, n: int, shape: tuple[int, int, 
     was_training = model.training
     model.eval()
     try:
-        x = (torch.randn(n, *shape, generator=generator) if noise is None else noise).to(device)  # x_T
+        x = (_randn(n, shape, generator) if noise is None else noise).to(device)  # x_T
         snapshots = [x] if 0 in keep else []
         bars = schedule.alpha_bar[ts].tolist()
         for i, (t_now, ab, ab_prev) in enumerate(zip(ts[::-1], bars[::-1], ([1.0] + bars[:-1])[::-1])):
@@ -155,7 +164,7 @@ def sample(model: nn.Module, schedule: Schedule, n: int, shape: tuple[int, int, 
             sigma = eta * math.sqrt((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev))
             x = math.sqrt(ab_prev) * x0 + math.sqrt(max(1 - ab_prev - sigma ** 2, 0.0)) * eps
             if sigma > 0:
-                x = x + sigma * torch.randn(n, *shape, generator=generator).to(device)
+                x = x + sigma * _randn(n, shape, generator).to(device)
             if i + 1 in keep:
                 snapshots.append(x)
     finally:
@@ -169,8 +178,10 @@ class DiffusionGenerator(nn.Module):
     start noise ``z`` (B, C*H*W), so whatever draws from a GAN's G (sample grids, scores, the
     gallery, latent interpolation) draws from the diffusion model the same way.
 
-    The steps' own noise (eta > 0) comes from a generator seeded with ``seed`` at every call, so
-    an image depends on its z (and class) only, and repeats on the CPU.
+    The steps' own noise (eta > 0) comes from a generator per sample, seeded from ``seed`` and
+    that sample's z, so an image depends on its z (and class) only, and repeats on the CPU. With
+    eta = 0 (DDIM) z alone decides the image, and nearby z give nearby images: set ``eta`` to 0
+    to interpolate in z.
 
     Args:
         unet: the noise predictor, ``unet(x_t, t, y) -> eps``.
@@ -195,7 +206,9 @@ class DiffusionGenerator(nn.Module):
         with ``trajectory`` = k, also k snapshots (k, B, C, H, W) from noise to image."""
         if self.label is not None and y is None:
             y = self.label.default_labels(len(z), z.device)
+        rows = z.detach().float().cpu().numpy()
+        seeds = [int.from_bytes(hashlib.sha256(row.tobytes()).digest()[:7], "little") ^ self.seed for row in rows]
         return sample(self.unet, self.schedule, len(z), self.image_shape, y=y, steps=self.steps, eta=self.eta,
                       guidance=self.guidance if y is not None else 0.0,
-                      generator=torch.Generator().manual_seed(self.seed), device=z.device,
+                      generator=[torch.Generator().manual_seed(s) for s in seeds], device=z.device,
                       return_trajectory=trajectory, noise=z.view(len(z), *self.image_shape))

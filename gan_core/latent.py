@@ -51,11 +51,17 @@ def class_samples(generator: nn.Module, name: int | str, n: int, seed: int) -> t
 def samples_per_class(generator: nn.Module, n: int, seed: int) -> tuple[torch.Tensor, list[str]]:
     """``n`` images of each trained class from a conditional generator, class by class, the same
     ``n`` latents in every class (so column j shows one z across classes), and the class names."""
-    z = sample_latents(n, generator.latent_dim, seed)
     ids = generator.label.class_ids.cpu()
+    z, y = per_class(sample_latents(n, generator.latent_dim, seed), ids)
     with torch.no_grad():
-        images = generator(z.repeat(len(ids), 1), ids.repeat_interleave(n)).float()
+        images = generator(z, y).float()
     return images, [generator.label.names[i] for i in ids.tolist()]
+
+
+def per_class(z: torch.Tensor, class_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every latent of ``z`` (n, nz) once per class, class by class: latents (K*n, nz) and their
+    classes (K*n,); laid out n per row, each row is one class and each column one z."""
+    return z.repeat(len(class_ids), 1), class_ids.repeat_interleave(len(z))
 
 
 def pca(x: torch.Tensor, k: int = 2) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

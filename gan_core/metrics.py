@@ -237,18 +237,16 @@ def conditional_scores(predicted: torch.Tensor, requested: torch.Tensor, classes
     return {"conditional_accuracy": float(hit.mean()), "conditional_accuracy_per_class": per_class}
 
 
-def sample_images(generator: nn.Module, n: int, latent_dim: int, seed: int,
-                  batch: int = 500) -> tuple[torch.Tensor, torch.Tensor | None]:
+def sample_images(generator: nn.Module, n: int, seed: int, batch: int = 500) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(n, C, H, W) images from seeded latents, G in eval mode without gradients, and the
     classes asked of a conditional G (its trained classes in turn; None if unconditional)."""
     from .latent import sample_latents
-    z = sample_latents(n, latent_dim, seed)
+    z = sample_latents(n, generator.latent_dim, seed)
+    y = None if generator.label is None else generator.label.default_labels(n)
     generator.eval()
-    if getattr(generator, "label", None) is None:
-        return _batched(generator, z, batch), None
-    y = generator.label.default_labels(n)
     with torch.no_grad():
-        return torch.cat([generator(z[i:i + batch], y[i:i + batch]) for i in range(0, n, batch)]), y
+        images = [generator(z[i:i + batch], None if y is None else y[i:i + batch]) for i in range(0, n, batch)]
+    return torch.cat(images), y
 
 
 class Scorer:
@@ -300,9 +298,9 @@ def evaluate_run(run_dir: str | Path, samples: int | None = None, checkpoints: b
     start = time.perf_counter()
     scorer = Scorer(config, log)
     n = samples or config.eval.samples
-    nz, seed = generator.latent_dim, config.train.seed + 12345  # not the training noise
+    seed = config.train.seed + 12345  # not the training noise
     result = {"available": True, "name": scorer.name, "evaluator": scorer.info,
-              "final": scorer.score(*sample_images(generator, n, nz, seed)), "floor": scorer.floor(n)}
+              "final": scorer.score(*sample_images(generator, n, seed)), "floor": scorer.floor(n)}
     if checkpoints:
         result["over_training"] = rows = _over_training(run, scorer, config, seed)
         best = min((r for r in rows if not r["floor"]), key=lambda r: r["fd"], default=None)
@@ -323,7 +321,7 @@ def _over_training(run, scorer: Scorer, config: Config, seed: int) -> list[dict[
     for path in sorted(run.checkpoints.glob("epoch_*.pt")):
         generator, _ = load_generator(path)
         epoch = int(path.stem.split("_")[1])
-        scores = scorer.score(*sample_images(generator, n, generator.latent_dim, seed))
+        scores = scorer.score(*sample_images(generator, n, seed))
         rows.append({"epoch": epoch, **_brief(scores), "floor": False})
     return rows
 

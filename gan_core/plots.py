@@ -335,7 +335,7 @@ def reading(stats: dict[str, float], loss: str = "bce") -> list[str]:
     if loss == "wgan-gp" and "mean_loss_d" in stats:  # a critic's loss has no "chance" level; its negative estimates W
         said.append(f"critic loss {stats['mean_loss_d']:.3g} over {share}: minus the critic's estimate of the "
                     "Wasserstein distance (plus the gradient penalty); it should approach 0 from below as G improves")
-    elif "mean_loss_d" in stats:  # a diffusion model has one loss and no adversary
+    elif "mean_loss_d" in stats:  # a GAN (a diffusion model has one loss and no adversary)
         said += _balance_sentences(stats)
     said += _trend_sentences(stats, share, loss)
     spikes = {key: stats[f"spikes_{key}"] for key in ("loss", "loss_d", "loss_g") if stats.get(f"spikes_{key}")}

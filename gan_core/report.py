@@ -23,10 +23,12 @@ if TYPE_CHECKING:
     import pandas as pd
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-# per-run training figures: mean over the last epoch (final_) or over all of training (mean_)
-LOSS_COLUMNS = ("final_loss_d", "final_loss_g", "final_loss", "mean_loss_d", "mean_loss_g", "mean_loss",
-                "final_acc_real", "final_acc_fake")  # final_loss, mean_loss: a diffusion model's one loss
-HIDDEN_INDEX_COLUMNS = ("error", "images_per_s", "kid", "fd_floor", *LOSS_COLUMNS[3:])  # kept in summary.csv
+# training figures per run: mean over the last epoch (final_) or over all of training (mean_);
+# loss_d and loss_g for a GAN, loss for a diffusion model
+INDEX_LOSS_COLUMNS = ("final_loss_d", "final_loss_g", "final_loss")
+MORE_LOSS_COLUMNS = ("mean_loss_d", "mean_loss_g", "mean_loss", "final_acc_real", "final_acc_fake")
+LOSS_COLUMNS = INDEX_LOSS_COLUMNS + MORE_LOSS_COLUMNS
+HIDDEN_INDEX_COLUMNS = ("error", "images_per_s", "kid", "fd_floor", *MORE_LOSS_COLUMNS)  # kept in summary.csv
 HIDDEN_CELL_TAGS = ("parameters", "injected-parameters")  # the config header states the real values
 
 
@@ -158,8 +160,7 @@ def sweep_table(sweep_dir: str | Path) -> "pd.DataFrame":
             "run": name, "differs": ", ".join(f"{k}={v}" for k, v in overrides.items()),
             "status": status.get("status", "ok" if training else "not run"),
             "duration_s": status.get("duration_s"), "epochs": training.get("epochs"),
-            "final_loss_d": training.get("final_loss_d"), "final_loss_g": training.get("final_loss_g"),
-            **{k: training.get(k) for k in LOSS_COLUMNS[2:]},  # absent for the other family: NaN
+            **{k: training.get(k) for k in LOSS_COLUMNS},  # the other family's are absent: NaN
             "images_per_s": training.get("images_per_s"), **_scores(metrics.get("evaluation", {})),
             "error": status.get("error", ""),
         })

@@ -9,8 +9,9 @@
       lsgan: {loss.kind: mse}
     report: {code: false, notebooks: [01_architecture, 02_training]}
     quick:                           # --quick: a CPU-sized version (optional)
-      set: {train.epochs: 1}         #   overrides for every run, over the grid and variants
+      set: {train.epochs: 1}         #   joins set: (the variants and grid still override it)
       grid: {train.batch_size: [64]} #   replaces these axes of the grid
+      variants: {lsgan: {train.epochs: 2}}  # joins these variants' overrides
     executor: {name: dask, address: "tcp://host:8786"}   # where runs execute (executors.py)
 
 Each run is one self-contained unit: ``reports/<sweep>/<run>/`` holds its config.yaml, its
@@ -35,7 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
 SUMMARY_NOTEBOOK = "07_sweep_summary"
 SWEEP_KEYS = {"base", "set", "grid", "variants", "report", "executor", "quick"}
-QUICK_KEYS = {"set", "grid"}
+QUICK_KEYS = {"set", "grid", "variants"}
 REPORT_KEYS = {"code", "notebooks"}
 RUNTIME_KEYS = {"train.threads", "train.progress"}  # change how a run is executed, not what it computes
 SHORT_NAMES = {"train.batch_size": "bs", "model.latent_dim": "z", "train.epochs": "ep",
@@ -69,22 +70,26 @@ def load_sweep(path: str | Path, quick: bool = False, overrides: dict[str, Any] 
     Args:
         quick: apply the file's ``quick`` section; the sweep is then named ``<name>-quick``.
         overrides: dotted-key overrides for every run (the CLI's ``--set``), applied last.
+        Precedence: base < set (with quick.set) < variants < grid < overrides.
 
     Raises:
         ConfigError: naming the sweep file, the run and the key.
     """
     path = Path(path)
     raw = config_lib.read_yaml(path, "sweep")
-    last = _quick(path, raw) if quick else {}
-    last.update(overrides or {})
+    if quick:
+        raw = _quick(path, raw)
     if "base" not in raw:
         raise ConfigError(f"{path}: a sweep needs 'base: CONFIG.yaml' (and 'grid' or 'variants')")
     if unknown := set(raw) - SWEEP_KEYS:
         raise ConfigError(f"{path}: unknown key {sorted(unknown)[0]} (known: {', '.join(sorted(SWEEP_KEYS))})")
     executor = parse_settings(raw.get("executor"), path)
     base_path = _find(path, raw["base"], "base")
-    base = config_lib.load(base_path, _mapping(path, raw, "set"), origin=f"{path}: set")
-    runs = [Run(name, changes, base.replace({**changes, **last}, f"{path} (run {name})"))
+    base = config_lib.load(base_path, _mapping(path, raw, "set"), origin=f"{path}: set" + (" and quick.set" * quick))
+    overrides = overrides or {}
+    if overrides:
+        base.replace(overrides, f"{path} with --set {', '.join(overrides)}")  # errors name --set, not the file
+    runs = [Run(name, changes, base.replace({**changes, **overrides}, f"{path} (run {name})"))
             for name, changes in expand(path, raw)]
     if len({r.name for r in runs}) != len(runs):
         raise ConfigError(f"{path}: two runs share a name: {[r.name for r in runs]}")
@@ -99,17 +104,22 @@ def load_sweep(path: str | Path, quick: bool = False, overrides: dict[str, Any] 
 
 
 def _quick(path: Path, raw: dict[str, Any]) -> dict[str, Any]:
-    """Apply the ``quick`` section: its grid axes replace the file's (in ``raw``); returns its ``set``."""
+    """The sweep with its ``quick`` section applied: set joins set, grid axes replace the file's,
+    variants join the file's variants of the same name."""
     if "quick" not in raw:
-        raise ConfigError(f"{path}: --quick needs a 'quick:' section (set: and/or grid:) in the sweep file")
+        raise ConfigError(f"{path}: --quick needs a 'quick:' section (set, grid, variants) in the sweep file")
     quick = _mapping(path, raw, "quick")
     if unknown := set(quick) - QUICK_KEYS:
-        raise ConfigError(f"{path}: unknown key quick.{sorted(unknown)[0]} (known: set, grid)")
-    grid = _mapping(path, raw, "grid")
+        raise ConfigError(f"{path}: unknown key quick.{sorted(unknown)[0]} (known: set, grid, variants)")
+    grid, variants = _mapping(path, raw, "grid"), _mapping(path, raw, "variants")
     if extra := set(_mapping(path, quick, "grid")) - set(grid):
         raise ConfigError(f"{path}: quick.grid.{sorted(extra)[0]} is not an axis of the grid (axes: {list(grid)})")
-    raw["grid"] = {**grid, **quick.get("grid", {})}
-    return dict(_mapping(path, quick, "set"))
+    if extra := set(_mapping(path, quick, "variants")) - set(variants):
+        raise ConfigError(f"{path}: quick.variants.{sorted(extra)[0]} is not a variant (variants: {list(variants)})")
+    return {**raw, "set": {**_mapping(path, raw, "set"), **_mapping(path, quick, "set")},
+            "grid": {**grid, **_mapping(path, quick, "grid")},
+            "variants": {name: {**changes, **quick.get("variants", {}).get(name, {})}
+                         for name, changes in variants.items()}}
 
 
 def expand(path: Path, raw: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:

@@ -29,6 +29,7 @@ from . import config as config_lib
 from .config import Config, OptimConfig
 from .data import ImageData, load_data
 from .diffusion import diffusion_loss
+from .latent import per_class
 from .losses import GANLoss, gradient_penalty
 from .models import build_models, count_parameters
 from .rundir import DIFFUSION_STATS, GAN_STATS, RunDir, log_columns, write_atomic
@@ -415,8 +416,7 @@ def fixed_noise(config: Config, nz: int, label: nn.Module | None) -> tuple[torch
         return torch.randn(t.num_samples, nz, generator=noise), torch.zeros(0, dtype=torch.long), columns
     classes = label.class_ids.cpu()
     columns = int(np.ceil(t.num_samples / len(classes)))
-    z = torch.randn(columns, nz, generator=noise).repeat(len(classes), 1)
-    return z, classes.repeat_interleave(columns), columns
+    return *per_class(torch.randn(columns, nz, generator=noise), classes), columns
 
 
 def read_log(path: str | Path) -> list[dict[str, float]]:

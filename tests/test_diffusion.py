@@ -176,3 +176,19 @@ def test_classifier_free_guidance(trained):
         sample(model, schedule, 4, (1, 28, 28), guidance=1.0)
     with pytest.raises(ValueError, match="labels in"):
         sample(UNet(1, 28, base_width=8), schedule, 4, (1, 28, 28), y=y)
+
+
+def test_diffusion_generator_images_depend_on_their_own_start_noise_only():
+    """Each sample's step noise is its own: the same z gives the same image wherever it sits in
+    a batch, and another z at the same position gives another image (eta 1, ancestral DDPM)."""
+    from gan_core.diffusion import DiffusionGenerator
+    torch.manual_seed(0)
+    unet = UNet(1, 8, base_width=8, width_mults=(1, 2))
+    for p in unet.parameters():  # away from the zero initialisation, so eps depends on x
+        p.data.normal_(0, 0.05)
+    g = DiffusionGenerator(unet, make_schedule("linear", 30), (1, 8, 8), steps=None, eta=1.0, seed=3)
+    z = torch.randn(4, 64)
+    a, b = g(z), g(torch.cat([z[2:], z[:2]]))
+    assert torch.equal(a[:2], b[2:]) and torch.equal(a[2:], b[:2])
+    other = g(torch.randn(4, 64))
+    assert (a - other).abs().mean() > 0.1

@@ -124,7 +124,7 @@ def test_conditional_samples_are_of_the_requested_class(scorer, tmp_path):
                         "train": {"epochs": 10, "batch_size": 32, "progress": False, "threads": 2, "log_every": 10}}, "test")
     train(config, tmp_path, log=lambda s: None)
     generator, _ = load_generator(tmp_path / "checkpoints" / "last.pt")
-    images, requested = metrics.sample_images(generator, 300, 16, seed=1)
+    images, requested = metrics.sample_images(generator, 300, seed=1)
     assert requested.tolist() == [k % 10 for k in range(300)]
     scores = scorer.score(images, requested)
     assert scores["conditional_accuracy"] > 0.5

@@ -139,3 +139,12 @@ def test_conditional_needs_classes_and_cycles_the_kept_ones():
     assert g.label.default_labels(5).tolist() == [7, 8, 7, 8, 7]
     with pytest.raises(DataError, match="'Sock' is not a class"):
         g.label.labels_of("Sock", 2)
+    with pytest.raises(DataError, match=r"'Coat' was not trained on \(data.classes: \['Sneaker', 'Bag'\]\)"):
+        g.label.labels_of("Coat", 2)
+    assert g.label.labels_of("8", 1).tolist() == [8]  # an id given as text, as the CLI passes it
+
+
+def test_class_names_win_over_ids():
+    from gan_core.data import class_id
+    folders = [str(k) for k in (1, 10, 100, 2)]  # image folders sort by name
+    assert class_id("10", folders, "x") == 1 and class_id(10, folders, "x") == 1 and class_id("3", folders, "x") == 3

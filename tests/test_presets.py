@@ -36,22 +36,29 @@ def test_every_sweep_validates(path):
         assert quick.name == f"{path.stem}-quick" and PRESETS[path.stem] in [r.name for r in quick.runs]
         full = {r.name: r.config for r in sweep.runs}
         assert all(r.config.train.epochs <= full.get(r.name, r.config).train.epochs for r in quick.runs)
+        assert len({r.config.hash() for r in quick.runs}) == len(quick.runs)  # no run repeats another
+        assert all(r.config.train.epochs <= 4 for r in quick.runs)
 
 
-def test_quick_section_replaces_grid_axes_and_overrides_last(tmp_path):
+def test_quick_section_joins_set_variants_and_grid(tmp_path):
     base = tmp_path / "base.yaml"
     base.write_text("train: {epochs: 50}\n")
     path = tmp_path / "s.yaml"
-    path.write_text("base: base.yaml\nvariants: {a: {}, b: {train.epochs: 9}}\n"
+    path.write_text("base: base.yaml\nvariants: {a: {}, b: {train.epochs: 90}}\n"
                     "grid: {model.latent_dim: [64, 100, 200], train.batch_size: [32, 64]}\n"
-                    "quick: {grid: {model.latent_dim: [100]}, set: {train.epochs: 1}}\n")
+                    "quick: {grid: {model.latent_dim: [100]}, set: {train.epochs: 1}, variants: {b: {train.epochs: 2}}}\n")
     quick = load_sweep(path, quick=True, overrides={"train.seed": 3})
     assert [r.name for r in quick.runs] == ["a-z100-bs32", "a-z100-bs64", "b-z100-bs32", "b-z100-bs64"]
-    assert {(r.config.train.epochs, r.config.train.seed) for r in quick.runs} == {(1, 3)}
-    assert len(load_sweep(path).runs) == 12
-    path.write_text("base: base.yaml\ngrid: {model.latent_dim: [64]}\nquick: {grid: {train.epochs: [1]}}\n")
-    with pytest.raises(ConfigError, match="quick.grid.train.epochs is not an axis"):
-        load_sweep(path, quick=True)
+    assert [(r.config.train.epochs, r.config.train.seed) for r in quick.runs] == [(1, 3), (1, 3), (2, 3), (2, 3)]
+    assert [r.config.train.epochs for r in load_sweep(path).runs] == [50] * 6 + [90] * 6
+    with pytest.raises(ConfigError, match=r"with --set train.epochs: train.epochs must be > 0"):
+        load_sweep(path, overrides={"train.epochs": -1})
+    for quick_section, message in (("{grid: {train.epochs: [1]}}", "quick.grid.train.epochs is not an axis"),
+                                   ("{variants: {c: {}}}", "quick.variants.c is not a variant"),
+                                   ("{seed: 1}", "unknown key quick.seed")):
+        path.write_text(f"base: base.yaml\ngrid: {{model.latent_dim: [64]}}\nquick: {quick_section}\n")
+        with pytest.raises(ConfigError, match=message):
+            load_sweep(path, quick=True)
     path.write_text("base: base.yaml\ngrid: {model.latent_dim: [64]}\n")
     with pytest.raises(ConfigError, match="--quick needs a 'quick:' section"):
         load_sweep(path, quick=True)
@@ -83,12 +90,13 @@ def image_roots(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", PRESETS)
 def test_quick_preset_runs_end_to_end(name, image_roots, tmp_path_factory):
-    """The quick version, with test-sized data and a cheaper evaluator; nothing else changed."""
+    """The quick version, with test-sized data, fewer samples and sampling steps and a cheaper
+    evaluator; nothing else changed."""
     cache = tmp_path_factory.getbasetemp() / "evaluators"  # shared by the presets of this session
     path = REPO / "params" / "sweeps" / f"{name}.yaml"
     probe = load_sweep(path, quick=True).runs[0].config.data
     overrides = {"eval.cache_dir": str(cache), "eval.evaluator_subset": 5000, "eval.evaluator_epochs": 1,
-                 "eval.samples": 500, "eval.checkpoint_samples": 200}
+                 "eval.samples": 300, "eval.checkpoint_samples": 100, "diffusion.sample_steps": 10}
     if probe.name in image_roots:
         overrides["data.root"] = str(image_roots[probe.name])
     else:

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data import class_id
+from ..data import DataError, class_id
 
 
 class LabelCode(nn.Module):
@@ -43,9 +43,13 @@ class LabelCode(nn.Module):
         """(n,) the id of one class, given by name (``"Sneaker"``) or id.
 
         Raises:
-            DataError: no such class, naming the classes there are.
+            DataError: no such class, or one left out by data.classes; naming those there are.
         """
-        return torch.full((n,), class_id(name, self.names, "class"), dtype=torch.long)
+        k = class_id(name, self.names, "class")
+        if k not in self.class_ids.tolist():
+            trained = [self.names[i] for i in self.class_ids.tolist()]
+            raise DataError(f"class: {name!r} was not trained on (data.classes: {trained})")
+        return torch.full((n,), k, dtype=torch.long)
 
 
 def with_code(x: torch.Tensor, code: LabelCode | None, y: torch.Tensor | None) -> torch.Tensor:
