@@ -42,6 +42,7 @@ CLUSTERS = ("slurm", "local", "debug")  # submitit's: SLURM, a subprocess each, 
 FLAGS = {"name": "--executor", "address": "--scheduler", "partition": "--partition",
          "time_min": "--time-min", "gpus_per_run": "--gpus-per-run"}
 CONNECT_TIMEOUT_S = 20
+SLURM_CPUS = 4  # CPUs of a SLURM task when cpus_per_run is not set (the submitting node's count means nothing there)
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,7 @@ def _engine_module(name: str) -> Any:
             return submitit
     except ImportError as err:
         package = "dask.distributed" if name == "dask" else "submitit"
-        raise ConfigError(f"the {name} executor needs {package}: pip install 'gan-workbook[{name}]' "
+        raise ConfigError(f"the {name} executor needs {package}: pip install '.[{name}]' in the repository "
                           f"({type(err).__name__}: {err})") from None
     return None
 

@@ -176,7 +176,8 @@ def run_sweep(sweep: Sweep, out: str | Path = "reports", jobs: int = 1, pdf: boo
     runs = select(sweep.runs, only)
     if pdf and not report.chromium():
         log("--pdf: Chromium not found, PDFs skipped (install it with 'apt-get install chromium')")
-    threads = engine.cpus_per_run or max(1, (os.cpu_count() or 1) // max(1, min(jobs, len(runs))))
+    threads = engine.cpus_per_run or (executors.SLURM_CPUS if engine.name == "slurm" else
+                                      max(1, (os.cpu_count() or 1) // max(1, min(jobs, len(runs)))))
     jobs_todo = {}
     for run in runs:
         job = prepare_run(run, sweep, sweep_dir, threads, force, pdf, log)

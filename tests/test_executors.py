@@ -101,7 +101,7 @@ def test_missing_engine_package_is_named(tmp_path, capsys, monkeypatch, name, mo
     path = write_sweep(tmp_path, SMOKE)
     assert main(["sweep", str(path), "--out", str(tmp_path / "reports"), "--executor", name]) == 2
     err = capsys.readouterr().err
-    assert f"the {name} executor needs {package}: pip install 'gan-workbook[{name}]'" in err
+    assert f"the {name} executor needs {package}: pip install '.[{name}]' in the repository" in err
     assert not (tmp_path / "reports").exists()
 
 
