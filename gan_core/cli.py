@@ -53,7 +53,8 @@ def generate(run_dir: str, count: int, class_name: str | None, seed: int, out: s
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="gan_core", description="GAN Workbook: train and report GANs.")
+    parser = argparse.ArgumentParser(prog="gan_core",
+                                     description="GAN Workbook: train and report GANs and diffusion models.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("train", help="train one config into a run directory")
     p.add_argument("config", help="a YAML config, e.g. params/quick.yaml")
