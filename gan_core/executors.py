@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from .config import ConfigError
-from .rundir import write_atomic
 
 if TYPE_CHECKING:
     from .runner import Job
@@ -197,7 +196,7 @@ def _lost(job: Job, err: Exception) -> dict[str, Any]:
     status.update(status="failed", failed_notebook="executor", failed_link="",
                   error=f"{type(err).__name__}: {message}; run the sweep again to resume it from its "
                         "last checkpoint")
-    write_atomic(path, json.dumps(status, indent=2).encode())
+    runner.write_status(run_dir, status)
     return {"run": run_dir.name, **status}
 
 

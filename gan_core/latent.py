@@ -40,7 +40,7 @@ def class_samples(generator: nn.Module, name: int | str, n: int, seed: int) -> t
         ValueError: the generator is unconditional.
         DataError: no such class, naming the classes there are.
     """
-    if getattr(generator, "label", None) is None:
+    if generator.label is None:
         raise ValueError("this generator is unconditional: samples of a class need a run trained with "
                          "model.conditional: true")
     z = sample_latents(n, generator.latent_dim, seed)

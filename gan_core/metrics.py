@@ -237,7 +237,8 @@ def conditional_scores(predicted: torch.Tensor, requested: torch.Tensor, classes
     return {"conditional_accuracy": float(hit.mean()), "conditional_accuracy_per_class": per_class}
 
 
-def sample_images(generator: nn.Module, n: int, seed: int, batch: int = 500) -> tuple[torch.Tensor, torch.Tensor | None]:
+def sample_images(generator: nn.Module, n: int, seed: int,
+                  batch: int = 500) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(n, C, H, W) images from seeded latents, G in eval mode without gradients, and the
     classes asked of a conditional G (its trained classes in turn; None if unconditional)."""
     from .latent import sample_latents

@@ -25,8 +25,9 @@ from .rundir import DIFFUSION_STATS, GAN_STATS, RunDir, log_columns
 
 WIDE = (10, 4)  # inches: a full-width figure in an HTML report
 MAX_EPOCH_LINES = 30  # beyond this many epochs, boundaries are only on the top axis
-LABELS = {"loss": "denoising loss (MSE of the noise)", "loss_d": "D loss", "loss_g": "G loss", "d_real": "D(x), real", "d_fake": "D(G(z)), D step",
-          "d_fake_g": "D(G(z)), G step", "acc_real": "real accuracy", "acc_fake": "fake accuracy"}
+LABELS = {"loss": "denoising loss (MSE of the noise)", "loss_d": "D loss", "loss_g": "G loss",
+          "d_real": "D(x), real", "d_fake": "D(G(z)), D step", "d_fake_g": "D(G(z)), G step",
+          "acc_real": "real accuracy", "acc_fake": "fake accuracy"}
 # WGAN-GP's D is a critic: its output is a score, not a probability, and its loss estimates
 # minus the Wasserstein distance (plus the gradient penalty)
 CRITIC_LABELS = {"loss_d": "critic loss", "d_real": "σ(critic(x)), real", "d_fake": "σ(critic(G(z))), critic step",
@@ -282,8 +283,9 @@ def loss_stats(log: pd.DataFrame, tail: float = 0.25, k: float = SPIKE_K) -> dic
     """Figures of merit of the losses, mostly over the last ``tail`` fraction of log rows.
 
     Returns:
-        For each loss (``loss_d`` and ``loss_g``, or a diffusion model's ``loss``): ``mean_``, ``std_``, ``final_`` (the smoothed value at the
-        end), ``rise_`` (fitted change across the tail), ``noise_`` (std around that line),
+        For each loss (``loss_d`` and ``loss_g``, or a diffusion model's ``loss``): ``mean_``,
+        ``std_``, ``final_`` (the smoothed value at the end), ``rise_`` (fitted change across the
+        tail), ``noise_`` (std around that line),
         ``swing_`` (std of the detrended smoothed curve: slow oscillation) and ``spikes_`` (spike
         events over the whole run, see ``find_spikes``); ``mean_`` of D's outputs and accuracies
         over the tail; ``rows`` (finite ones), ``tail_rows``, ``steps``, ``epochs``, ``tail``,

@@ -67,7 +67,7 @@ def execute_run(job: Job) -> dict[str, Any]:
     os.environ.update(OMP_NUM_THREADS=str(job.threads), MKL_NUM_THREADS=str(job.threads))
     run_dir = Path(job.run_dir).resolve()
     status: dict[str, Any] = {"status": "running", "started": _now(), "reports": [], "host": os.uname().nodename}
-    _write_status(run_dir, status)
+    write_status(run_dir, status)
     start = time.perf_counter()
     params = {"config_path": str(run_dir / "config.yaml"), "run_dir": str(run_dir), "progress": False}
     for notebook in map(Path, job.notebooks):
@@ -85,7 +85,7 @@ def execute_run(job: Job) -> dict[str, Any]:
     else:
         status["status"] = "ok"
     status["duration_s"] = round(time.perf_counter() - start, 1)
-    _write_status(run_dir, status)
+    write_status(run_dir, status)
     if status["status"] == "ok":
         (run_dir / DONE).write_text(job.key)
     return {"run": run_dir.name, **status}
@@ -113,7 +113,7 @@ def _now() -> str:
     return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
-def _write_status(run_dir: Path, status: dict[str, Any]) -> None:
+def write_status(run_dir: Path, status: dict[str, Any]) -> None:
     write_atomic(run_dir / STATUS, json.dumps(status, indent=2).encode())
 
 

@@ -114,7 +114,7 @@ class Trainer:
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.precision)
         self.autocast = (torch.autocast(self.device.type, dtype=dtype) if dtype else nullcontext())
         self.fixed_z, self.fixed_y, self.grid_columns = fixed_noise(config, self.G.latent_dim, self.G.label)
-        self.fixed_z, self.fixed_y = self.fixed_z.to(self.device), self.fixed_y.to(self.device)
+        self.fixed_z = self.fixed_z.to(self.device)
         self.steps_per_epoch = len(self.data) // t.batch_size
         self.epoch = self.step = self.d_steps = 0
         self._g_stats = torch.zeros(2, device=self.device)  # loss_g, D(G(z)) of the latest G step
@@ -305,7 +305,7 @@ class Trainer:
 
     def save_samples(self, path: Path) -> None:
         """The fixed-noise grid as a PNG (one row per class for a conditional GAN)."""
-        images = self.generate(self.fixed_z, self.fixed_y if self.config.model.conditional else None)
+        images = self.generate(self.fixed_z, self.fixed_y)
         save_image(images, path, nrow=self.grid_columns, normalize=True, value_range=(-1, 1), padding=2)
 
     def save_checkpoint(self) -> Path:
@@ -315,7 +315,8 @@ class Trainer:
             "config": self.config.to_dict(), "epoch": self.epoch, "step": self.step,
             "generator": self.G.state_dict(), "optim_g": self.opt_g.state_dict(),
             "scaler": self.scaler.state_dict(), "fixed_z": self.fixed_z.cpu(), "rng": rng_state(),
-            "image_shape": list(self.data.shape), "classes": list(self.data.classes), "seconds": self.seconds, "g_stats": self._g_stats.cpu(),
+            "image_shape": list(self.data.shape), "classes": list(self.data.classes), "seconds": self.seconds,
+            "g_stats": self._g_stats.cpu(),
         }
         if self.D is not None:
             state.update(discriminator=self.D.state_dict(), optim_d=self.opt_d.state_dict())
@@ -401,9 +402,9 @@ def load_generator(checkpoint: str | Path, device: str = "cpu") -> tuple[nn.Modu
     return generator.to(device).eval(), config
 
 
-def fixed_noise(config: Config, nz: int, label: nn.Module | None) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """The latents (of ``nz`` numbers) and classes of the fixed sample grid, drawn from
-    ``train.seed`` alone, and its number of columns.
+def fixed_noise(config: Config, nz: int, label: nn.Module | None) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+    """The latents (of ``nz`` numbers) and classes (None if unconditional) of the fixed sample
+    grid, drawn from ``train.seed`` alone, and its number of columns.
 
     Unconditional: ``train.num_samples`` latents in a square grid. Conditional (``label``, the
     generator's LabelCode): one row per trained class, the same latents in every row (so a
@@ -413,7 +414,7 @@ def fixed_noise(config: Config, nz: int, label: nn.Module | None) -> tuple[torch
     noise = torch.Generator().manual_seed(t.seed)
     if label is None:
         columns = int(np.ceil(np.sqrt(t.num_samples)))
-        return torch.randn(t.num_samples, nz, generator=noise), torch.zeros(0, dtype=torch.long), columns
+        return torch.randn(t.num_samples, nz, generator=noise), None, columns
     classes = label.class_ids.cpu()
     columns = int(np.ceil(t.num_samples / len(classes)))
     return *per_class(torch.randn(columns, nz, generator=noise), classes), columns

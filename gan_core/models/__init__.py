@@ -22,7 +22,8 @@ def build_models(config: Config, channels: int, classes: Sequence[str] = ()) -> 
     if m.conditional:
         if not classes:
             raise ConfigError("model.conditional needs the data set's classes (none were given)")
-        ids = None if config.data.classes is None else [class_id(c, classes, "data.classes") for c in config.data.classes]
+        kept = config.data.classes
+        ids = None if kept is None else [class_id(c, classes, "data.classes") for c in kept]
         embed_dim = 0 if m.arch == "ddpm" else m.embed_dim  # the U-Net embeds the class itself
         codes = [LabelCode(classes, embed_dim, ids) for _ in range(2)]
     if m.arch == "ddpm":
