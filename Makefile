@@ -1,12 +1,13 @@
 # make report: set everything up and run the main job (params/sweeps/quick.yaml)
-# make test:   run the test suite
+# make test:   run the test suite (CI; <= 12 minutes on 2 cores)
+# make test-fast: unit tests, no notebooks, nothing slow (<= 2 minutes)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 JOBS ?= 2
 SWEEP ?= params/sweeps/quick.yaml
 
-.PHONY: setup system report test lab benchmark clean
+.PHONY: setup system report test test-fast lab benchmark clean
 
 setup: system $(VENV)/.installed
 
@@ -25,7 +26,11 @@ report: setup
 	$(PY) -m gan_core sweep $(SWEEP) --jobs $(JOBS)
 
 test: setup
-	$(PY) -m pytest tests notebooks --nbval-lax -q
+	$(PY) -m pytest tests -n 2 --dist loadgroup -q --durations=10 -p no:cacheprovider
+	$(PY) -m pytest notebooks --nbval-lax -q -p no:cacheprovider
+
+test-fast: setup
+	$(PY) -m pytest tests -m "not slow" -q --durations=5
 
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks

@@ -2,7 +2,7 @@
 
     python benchmarks/train_throughput.py params/quick.yaml --steps 100
 
-For each variant (fp32, bf16 autocast, channels_last) it times ``Trainer.fit`` over one epoch
+For each variant (fp32, auto, bf16 autocast, channels_last) it times ``Trainer.fit`` over one epoch
 of ``--steps`` steps (logging, progress bar, sample grid and checkpoint included) and a bare
 loop that calls the same ``Trainer.train_step`` on the same batches with nothing else, and
 prints images/s for both and their ratio. Best of ``--repeats`` alternating runs.
@@ -17,13 +17,14 @@ import torch
 
 from gan_core import config as config_lib
 from gan_core.cli import parse_overrides
-from gan_core.train import Trainer, epoch_seed, seed_everything
+from gan_core.training.trainer import Trainer, epoch_seed, seed_everything
 
 VARIANTS = {
-    "fp32": {},
-    "bf16": {"train.precision": "bf16"},
-    "channels_last": {"train.channels_last": True},
+    "fp32": {"train.precision": "fp32", "train.channels_last": False},
+    "bf16": {"train.precision": "bf16", "train.channels_last": False},
+    "channels_last": {"train.precision": "fp32", "train.channels_last": True},
     "bf16+channels_last": {"train.precision": "bf16", "train.channels_last": True},
+    "auto": {"train.precision": "auto", "train.channels_last": "auto"},
 }
 
 
@@ -57,7 +58,7 @@ def main() -> None:
     parser.add_argument("config")
     parser.add_argument("--steps", type=int, default=100, help="steps per timed epoch")
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--variants", default="fp32,bf16,channels_last")
+    parser.add_argument("--variants", default="fp32,auto", help=f"comma-separated: {', '.join(VARIANTS)}")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
     base = config_lib.load(args.config, parse_overrides(args.set))
@@ -73,7 +74,7 @@ def main() -> None:
                 trainer.train_step(trainer.data.images[: config.train.batch_size])  # warm-up
                 bare = min(bare, bare_loop(trainer))
                 full = min(full, full_trainer(trainer))  # same warm trainer: trains its epoch 1
-        print(f"{name:<20}{images / bare:>12.0f}{images / full:>15.0f}{bare / full:>8.3f}")
+        print(f"{name:<20}{images / bare:>12.0f}{images / full:>15.0f}{bare / full:>8.3f}  {trainer.precision.note}")
 
 
 if __name__ == "__main__":

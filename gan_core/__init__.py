@@ -1,7 +1,7 @@
-"""GAN Workbook: reproducible GAN experiments, from YAML config to HTML report."""
-from .config import Config, ConfigError, load
-from .data import DataError, load_data
-from .train import Trainer, TrainingError, train
+"""GAN Workbook: reproducible GAN and diffusion experiments, from YAML config to HTML report.
 
-__version__ = "0.1.0"
-__all__ = ["Config", "ConfigError", "DataError", "Trainer", "TrainingError", "load", "load_data", "train"]
+Importing the package loads nothing heavy. Its layers import downward only:
+config, rundir, paths <- data <- models <- training, evaluation <- analysis <- reporting
+<- orchestration <- cli.
+"""
+__version__ = "0.2.0"

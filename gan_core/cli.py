@@ -4,23 +4,19 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import signal
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import yaml
-from torchvision.utils import save_image
 
 from . import config as config_lib
 from .config import ConfigError
-from .data import DataError
-from .executors import NAMES as EXECUTORS
-from .executors import with_flags
-from .latent import class_samples
-from .metrics import evaluate_run, reading, sample_images
-from .runner import run_sweep
-from .sweep import load_sweep
-from .train import TrainingError, load_generator, train
+
+EXECUTORS = ("local", "dask", "slurm")  # orchestration.executors.NAMES, without importing it
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
@@ -30,26 +26,46 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         key, sep, value = pair.partition("=")
         if not sep:
             raise ConfigError(f"--set {pair!r}: expected KEY=VALUE, e.g. train.epochs=3")
-        out[key.strip()] = yaml.safe_load(value)
+        try:
+            out[key.strip()] = config_lib.parse_yaml(value)
+        except yaml.YAMLError as err:
+            problem = str(err).splitlines()[0]
+            raise ConfigError(f"--set {pair!r}: the value is not valid YAML ({problem})") from None
     return out
 
 
 def generate(run_dir: str, count: int, class_name: str | None, seed: int, out: str | None) -> Path:
     """Write ``count`` samples of a run's generator (of one class) as a PNG grid; returns its path."""
+    from torchvision.utils import save_image
+
+    from .analysis.latent import class_samples
+    from .evaluation import sample_images
+    from .models import load_family
+    from .rundir import RunDir
     if count < 1:
         raise ConfigError(f"--count must be >= 1 (got {count})")
-    generator, _ = load_generator(Path(run_dir) / "checkpoints" / "last.pt")
+    family, _ = load_family(RunDir(run_dir).last_checkpoint)
     if class_name is None:
-        images = sample_images(generator, count, seed)[0]
-    elif generator.label is None:
+        images = sample_images(family, count, seed)[0]
+    elif family.label is None:
         raise ConfigError(f"{run_dir} holds an unconditional model: --class needs a run trained with "
                           "model.conditional: true")
     else:
-        images = class_samples(generator, class_name, count, seed)
+        images = class_samples(family, class_name, count, seed)
     suffix = f"_{class_name}".replace("/", "-") if class_name else ""
     path = Path(out or Path(run_dir) / f"generated{suffix}.png")
+    if path.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        raise ConfigError(f"--out {str(path)!r}: write a .png or .jpg file")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"--out {str(path)!r}: cannot create its folder ({err.strerror})") from None
     save_image(images, path, nrow=math.ceil(math.sqrt(count)), normalize=True, value_range=(-1, 1), padding=2)
     return path
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("run_dir", help="a run directory with checkpoints/last.pt")
     e.add_argument("--samples", type=int, help="generated images to score (default: the config's eval.samples)")
     e.add_argument("--no-checkpoints", action="store_true", help="skip the scores per saved checkpoint")
+    e.add_argument("--update", action="store_true",
+                   help="replace the run's canonical scores (metrics.json), which its reports show; they are "
+                        "then marked stale and the next sweep re-renders them (default: RUN_DIR/evaluations/)")
     g = sub.add_parser("generate", help="draw samples from a trained run (of one class, for a conditional GAN)")
     g.add_argument("run_dir", help="a run directory with checkpoints/last.pt")
     g.add_argument("-n", "--count", type=int, default=16, help="images to draw (default: 16)")
@@ -93,8 +112,12 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--seed", type=int, default=0, help="latent seed (default: 0)")
     g.add_argument("--out", help="PNG grid to write (default: RUN_DIR/generated[_CLASS].png)")
     args = parser.parse_args(argv)
+    from .data import DataError
+    from .models import CheckpointError
+    from .training import TrainingError
     try:
         if args.command == "train":
+            from .training import train
             config = config_lib.load(args.config, parse_overrides(args.set))
             metrics = train(config, args.out, resume=args.resume,
                             progress=False if args.no_progress else None)["training"]
@@ -102,6 +125,11 @@ def main(argv: list[str] | None = None) -> int:
                       f"loss_d {metrics['final_loss_d']:.3f}, loss_g {metrics['final_loss_g']:.3f}")
             print(f"done: {metrics['epochs']} epochs, {metrics['steps']} steps, final {losses}; see {args.out}")
         elif args.command == "sweep":
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops a sweep as Ctrl-C does
+            from .orchestration.executors import with_flags
+            from .orchestration.runner import run_sweep
+            from .orchestration.sweep import load_sweep
             if args.jobs < 1:
                 raise ConfigError(f"--jobs must be >= 1 (got {args.jobs})")
             # every run validated before anything executes
@@ -113,19 +141,33 @@ def main(argv: list[str] | None = None) -> int:
                 time_min=args.time_min, gpus_per_run=args.gpus_per_run))
             return run_sweep(sweep, args.out, args.jobs, args.pdf, args.force, args.only)
         elif args.command == "evaluate":
+            from .evaluation import evaluate_run
+            from .reporting.prose import score_reading
+            from .rundir import RunDir
             if args.samples is not None and args.samples < 2:
                 raise ConfigError(f"--samples must be >= 2 (got {args.samples})")
-            for line in reading(evaluate_run(args.run_dir, args.samples, not args.no_checkpoints)):
+            run = RunDir(args.run_dir)
+            save = None if args.update else run.evaluations / (
+                f"{time.strftime('%Y%m%d-%H%M%S')}-{args.samples or 'default'}-samples.json")
+            for line in score_reading(evaluate_run(args.run_dir, args.samples, not args.no_checkpoints, save=save)):
                 print(line)
+            if args.update:
+                run.done.unlink(missing_ok=True)  # the reports show the old scores: the sweep redoes them
+                print(f"metrics.json updated; its reports are stale: run its sweep again to re-render them")
+            else:
+                print(f"wrote {save} (metrics.json and the reports are unchanged; --update replaces them)")
         elif args.command == "generate":
             print(f"wrote {generate(args.run_dir, args.count, args.class_name, args.seed, args.out)}")
-    except (ConfigError, DataError, TrainingError) as err:
+    except (ConfigError, DataError, TrainingError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        if args.command == "train" and (Path(args.out) / "checkpoints" / "last.pt").exists():
+    except KeyboardInterrupt as err:
+        if args.command == "sweep":
+            print("interrupted: the running runs were stopped; run the same command again to resume them "
+                  "from their last checkpoints", file=sys.stderr)
+        elif args.command == "train" and (Path(args.out) / "checkpoints" / "last.pt").exists():
             print("interrupted; run again with --resume to continue from the last checkpoint", file=sys.stderr)
         else:
             print("interrupted before any checkpoint; a rerun starts from the beginning", file=sys.stderr)
-        return 130
+        return 143 if err.args == ("SIGTERM",) else 130
     return 0

@@ -8,16 +8,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal, Sequence, Union
 
 import yaml
-
-DATASETS = ("fashion-mnist", "mnist", "digits", "cifar10", "flowers102", "imagefolder")
-
 
 class ConfigError(ValueError):
     """A config that cannot be used; the message names the file, key and value."""
@@ -30,7 +28,7 @@ class DataConfig:
     # a relative root is relative to the repository, wherever the command or notebook runs
     download: bool = False  # only torchvision sets, and only when asked
     split: Literal["train", "test"] = "train"
-    image_size: int = 28  # images are resized to this; the DCGAN is built for it
+    image_size: int = 28  # images are resized to this; each model.arch says which sizes it builds
     channels: int | None = None  # None: the data set's own (1 or 3); else converted to 1 or 3
     subset: int | None = None  # keep N images
     subset_mode: Literal["first", "random"] = "first"  # random: a fixed subset drawn with train.seed
@@ -97,8 +95,10 @@ class TrainConfig:
     checkpoint_every: int = 1  # epochs between checkpoints (one is always written at the end)
     log_every: int = 50  # steps between rows of log.csv
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # bf16: autocast on CPU and CUDA; fp16: CUDA
-    channels_last: bool = False
+    # auto: bf16 autocast (+ channels_last) where the device computes bf16 natively (CUDA with
+    # bf16, a CPU with avx512_bf16/AMX), fp32 elsewhere; bf16 elsewhere is emulated and slower
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # fp16: CUDA only
+    channels_last: bool | Literal["auto"] = "auto"
     threads: int = 0  # torch CPU threads; 0 leaves torch's default
     num_samples: int = 64  # images in each fixed-noise grid
     progress: bool = True  # tqdm bar
@@ -143,19 +143,18 @@ class Config:
         return from_dict(merge(self.to_dict(), unflatten(overrides)), source)
 
 
-def dcgan_base_size(image_size: int) -> int | None:
-    """Spatial size of the DCGAN's first feature map (4 or 7), or None if it cannot build the size.
+def class_index(name: int | str, classes: Sequence[str], where: str) -> int:
+    """The id of a class given by name or id (``"Sneaker"``, ``7`` or ``"7"``) among ``classes``
+    (names in id order); a name wins (image folders may be named 1, 10, 100 ...).
 
-    A DCGAN doubles the size per layer, so an image of 4·2^n or 7·2^n pixels (n >= 2) works:
-    28 (MNIST), 32, 64, 128, 256.
+    Raises:
+        ConfigError: no such class; ``where`` names the setting, the message the classes there are.
     """
-    for base in (4, 7):
-        size = base * 4
-        while size < image_size:
-            size *= 2
-        if size == image_size:
-            return base
-    return None
+    if str(name) in classes:
+        return list(classes).index(str(name))
+    if str(name).isdigit() and int(name) < len(classes):
+        return int(name)
+    raise ConfigError(f"{where}: {name!r} is not a class (classes: {list(classes)})")
 
 
 def unflatten(overrides: dict[str, Any]) -> dict[str, Any]:
@@ -200,14 +199,37 @@ def load(path: str | Path, overrides: dict[str, Any] | None = None, origin: str 
     return from_dict(merge(raw, unflatten(overrides or {})), source)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader that refuses a key given twice in one mapping (YAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (YAML would keep only the last one)", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML text as Python values, duplicate keys refused (yaml.YAMLError)."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)
+
+
 def read_yaml(path: Path, kind: str) -> dict[str, Any]:
-    """A YAML file's top-level mapping; a missing file or bad YAML raises ConfigError naming it."""
+    """A YAML file's top-level mapping; a missing, empty or duplicate-keyed file or bad YAML
+    raises ConfigError naming it."""
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
+        raw = parse_yaml(path.read_text())
+    except (FileNotFoundError, IsADirectoryError):
         raise ConfigError(f"{path}: no such {kind} file") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if raw is None:
+        raise ConfigError(f"{path}: the {kind} file is empty (or only comments); an empty config would run every "
+                          f"default silently: write the settings you mean, e.g. start from params/quick.yaml")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
     return raw
@@ -269,9 +291,11 @@ def _coerce(value: Any, hint: Any, source: str, key: str) -> Any:
         return float(value)
     if hint is float and isinstance(value, str):
         try:  # YAML 1.1 reads "2e-4" as a string
-            return float(value)
+            value = float(value)
         except ValueError:
             pass
+    if hint is float and isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{source}: {key} must be a finite number (got {value!r})")
     if hint in (int, float, str, bool) and (type(value) is not hint):
         raise ConfigError(f"{source}: {key} must be {_describe(hint)} (got {value!r})")
     return value
@@ -292,9 +316,7 @@ def _check_values(c: Config, source: str) -> None:
         if not ok:
             raise ConfigError(f"{source}: {key} {rule} (got {value!r})")
 
-    size = c.data.image_size
-    need(dcgan_base_size(size) is not None, "data.image_size",
-         "must be a size a DCGAN can build: 28, 32, 64, 128 or 256", size)
+    need(c.data.image_size > 0, "data.image_size", "must be > 0", c.data.image_size)
     need(c.data.channels in (None, 1, 3), "data.channels", "must be 1, 3 or null", c.data.channels)
     need(c.data.subset is None or c.data.subset > 0, "data.subset", "must be > 0", c.data.subset)
     need(c.data.workers >= 0, "data.workers", "must be >= 0", c.data.workers)
@@ -310,13 +332,7 @@ def _check_values(c: Config, source: str) -> None:
     need(0.0 < c.loss.real_label <= 1.0, "loss.real_label", "must be in (0, 1]", c.loss.real_label)
     need(c.loss.kind in ("bce", "mse") or c.loss.real_label == 1.0, "loss.real_label",
          f"must be 1.0 with the {c.loss.kind} loss (label smoothing is for bce and mse)", c.loss.real_label)
-    need(c.loss.kind != "wgan-gp" or c.model.arch != "dcgan" or c.model.d_norm != "batch", "model.d_norm",
-         "must be layer or none with wgan-gp (BatchNorm mixes samples, the penalty is per sample)",
-         c.model.d_norm)
     d = c.diffusion
-    halvings = 2 ** (len(d.width_mults) - 1)
-    need(c.model.arch != "ddpm" or size % halvings == 0, "diffusion.width_mults",
-         f"must allow halving data.image_size = {size} {len(d.width_mults) - 1} times", list(d.width_mults))
     need(len(d.width_mults) > 0 and all(m > 0 for m in d.width_mults), "diffusion.width_mults",
          "must be multipliers > 0", list(d.width_mults))
     need(d.base_width > 0, "diffusion.base_width", "must be > 0", d.base_width)
@@ -354,6 +370,7 @@ def _check_values(c: Config, source: str) -> None:
          f"must hold at least one batch (train.batch_size = {t.batch_size})", c.data.subset)
 
 
-def save(config: Config, path: str | Path) -> None:
-    """Write the resolved config as YAML."""
-    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+def save(config: Config, path: str | Path, comment: str = "") -> None:
+    """Write the resolved config as YAML (``comment`` first, as ``#`` lines)."""
+    head = "".join(f"# {line}\n" for line in comment.splitlines())
+    Path(path).write_text(head + yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from .config import Config, DataConfig
+from .config import Config, DataConfig, class_index
+from .paths import REPO
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-REPO = Path(__file__).resolve().parent.parent
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                          "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 
@@ -69,12 +69,6 @@ class ImageData:
         return next(self.batches(min(n, self.size), seed))[0]
 
 
-def image_shape(c: DataConfig) -> tuple[int, int, int]:
-    """(C, H, W) of the images ``load_data`` will return, without loading them."""
-    native = 3 if c.name in ("cifar10", "flowers102", "imagefolder") else 1
-    return (c.channels or native, c.image_size, c.image_size)
-
-
 def load_data(config: Config) -> ImageData:
     """The data set named by ``config.data``, resized to ``data.image_size``.
 
@@ -120,8 +114,12 @@ def _select(labels: torch.Tensor, classes: Sequence[str], c: DataConfig, seed: i
     """Indices kept by the class filter and the subset."""
     keep = torch.arange(len(labels))
     if c.classes is not None:
-        ids = [class_id(name, classes, f"data.classes of {c.name}") for name in c.classes]
+        ids = [class_index(name, classes, f"data.classes of {c.name}") for name in c.classes]
         keep = keep[torch.isin(labels, torch.tensor(ids))]
+    if c.subset is not None and c.subset > len(keep):
+        within = f" of classes {list(c.classes)}" if c.classes is not None else ""
+        raise DataError(f"{c.name}: data.subset = {c.subset} is larger than the data ({len(keep)} images{within}); "
+                        f"use data.subset <= {len(keep)} or leave it out")
     if c.subset is not None and c.subset < len(keep):
         if c.subset_mode == "random":
             keep = keep[torch.randperm(len(keep), generator=torch.Generator().manual_seed(seed))]
@@ -129,16 +127,6 @@ def _select(labels: torch.Tensor, classes: Sequence[str], c: DataConfig, seed: i
     if len(keep) == 0:
         raise DataError(f"{c.name}: data.classes = {c.classes} and data.subset = {c.subset} leave no images")
     return keep
-
-
-def class_id(name: int | str, classes: Sequence[str], where: str) -> int:
-    """The id of a class given by name or id (``"Sneaker"``, ``7`` or ``"7"``); a name wins
-    (image folders may be named 1, 10, 100 ...); ``where`` names the setting."""
-    if str(name) in classes:
-        return list(classes).index(str(name))
-    if str(name).isdigit() and int(name) < len(classes):
-        return int(name)
-    raise DataError(f"{where}: {name!r} is not a class (classes: {list(classes)})")
 
 
 def _targets(dataset: Dataset) -> list[int]:

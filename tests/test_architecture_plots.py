@@ -1,4 +1,5 @@
-"""Unit tests of gan_core.architecture and gan_core.plots on small DCGANs and synthetic logs."""
+"""Unit tests of the architecture tables and drawings, the loss statistics and their reading, and
+the figures, on small DCGANs and synthetic logs."""
 from __future__ import annotations
 
 import matplotlib
@@ -13,10 +14,18 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import FancyBboxPatch  # noqa: E402
 from torchvision.utils import save_image  # noqa: E402
 
-from gan_core import plots  # noqa: E402
-from gan_core.architecture import draw_gan, draw_network, layer_table, stages  # noqa: E402
-from gan_core.models import DCGANDiscriminator, DCGANGenerator, count_parameters  # noqa: E402
-from gan_core.rundir import LOG_COLUMNS  # noqa: E402
+from gan_core import models  # noqa: E402
+from gan_core.analysis import losses  # noqa: E402
+from gan_core.config import from_dict  # noqa: E402
+from gan_core.models import count_parameters  # noqa: E402
+from gan_core.models.dcgan import DCGANDiscriminator, DCGANGenerator  # noqa: E402
+from gan_core.models.summary import layer_table  # noqa: E402
+from gan_core.reporting import figures, prose  # noqa: E402
+from gan_core.reporting.architecture import draw_network, draw_networks, stages  # noqa: E402
+from gan_core.training.trainer import log_columns  # noqa: E402
+
+GAN = models.log_schema(from_dict({}))
+CRITIC = models.log_schema(from_dict({"loss": {"kind": "wgan-gp"}, "model": {"d_norm": "layer"}}))
 
 COLUMNS = ["epoch", "step", "loss_d", "loss_g", "d_real", "d_fake", "d_fake_g", "acc_real", "acc_fake",
            "images_per_s", "time_s"]
@@ -47,7 +56,7 @@ def all_finite(fig: Figure) -> bool:
 
 
 def test_synthetic_log_has_the_trainers_columns():
-    assert tuple(COLUMNS) == LOG_COLUMNS
+    assert tuple(COLUMNS) == log_columns(from_dict({}))
 
 
 # --- architecture ----------------------------------------------------------------------------
@@ -101,9 +110,10 @@ def test_stages_group_layers_with_their_norm_and_activation():
     assert [b["output_shape"] for b in blocks] == [(16, 7, 7), (8, 14, 14), (1, 28, 28)]
 
 
-def test_draw_gan_draws_one_box_per_stage_and_the_ends():
-    g, d = DCGANGenerator(16, 1, 28, ngf=8), DCGANDiscriminator(1, 28, ndf=8)
-    fig = draw_gan(g, d, 16, (1, 28, 28))
+def test_draw_networks_draws_one_box_per_stage_and_the_ends():
+    family = models.build(from_dict({"model": {"latent_dim": 16, "ngf": 8, "ndf": 8}}), (1, 28, 28))
+    d = family.discriminator
+    fig = draw_networks(family.describe().networks)
     ax_g, ax_d = fig.axes
     boxes = lambda ax: [p for p in ax.patches if isinstance(p, FancyBboxPatch)]  # noqa: E731
     assert len(boxes(ax_g)) == 3 + 2 and len(boxes(ax_d)) == 3 + 2
@@ -124,17 +134,17 @@ def test_draw_network_alone():
 # --- loss figures ----------------------------------------------------------------------------
 def test_load_log_reads_and_checks(tmp_path):
     make_log(rows=30).to_csv(tmp_path / "log.csv", index=False)
-    assert list(plots.load_log(tmp_path).columns) == COLUMNS
+    assert list(losses.load_log(tmp_path, GAN).columns) == COLUMNS
     make_log(rows=30).drop(columns="d_fake_g").to_csv(tmp_path / "log.csv", index=False)
     with pytest.raises(ValueError, match="d_fake_g"):
-        plots.load_log(tmp_path / "log.csv")
+        losses.load_log(tmp_path / "log.csv", GAN)
     with pytest.raises(FileNotFoundError):
-        plots.load_log(tmp_path / "missing")
+        losses.load_log(tmp_path / "missing", GAN)
 
 
 def test_loss_curves():
     log = make_log(rows=200, rows_per_epoch=20)
-    fig = plots.loss_curves(log, smooth=10)
+    fig = figures.loss_curves(log, GAN, smooth=10)
     assert len(fig.axes) == 1
     ax = fig.axes[0]
     lines = labeled_lines(ax)
@@ -148,7 +158,7 @@ def test_loss_curves():
 def test_loss_curves_clip_a_huge_spike_but_keep_the_curves():
     loss_g = np.full(200, 1.0) + 0.01 * np.random.default_rng(1).standard_normal(200)
     loss_g[100] = 500.0
-    ax = plots.loss_curves(make_log(rows=200, loss_g=loss_g)).axes[0]
+    ax = figures.loss_curves(make_log(rows=200, loss_g=loss_g), GAN).axes[0]
     assert ax.get_ylim()[1] < 10
 
 
@@ -156,40 +166,40 @@ def test_per_epoch_weights_rows_by_steps():
     log = make_log(rows=3, rows_per_epoch=3)
     log["step"] = [4, 8, 10]  # the epoch's last row averages 2 steps, the others 4
     log["loss_d"] = [1.0, 1.0, 4.0]
-    assert plots.per_epoch(log).loc[1, "loss_d"] == pytest.approx((4 + 4 + 2 * 4) / 10)
-    fig = plots.epoch_losses(make_log(rows=100, rows_per_epoch=10))
+    assert losses.per_epoch(log).loc[1, "loss_d"] == pytest.approx((4 + 4 + 2 * 4) / 10)
+    fig = figures.epoch_losses(make_log(rows=100, rows_per_epoch=10), GAN)
     assert len(labeled_lines(fig.axes[0])["D loss"].get_ydata()) == 10
 
 
-@pytest.mark.parametrize("accuracy, panels", [(True, 2), (False, 1)])
-def test_d_outputs(accuracy, panels):
-    fig = plots.d_outputs(make_log(), accuracy=accuracy)
-    assert len(fig.axes) == panels
+def test_panels_show_what_d_says_and_its_accuracy():
+    fig = figures.panels(make_log(), GAN)
+    assert [ax.get_title() for ax in fig.axes] == ["What D says", "D accuracy"]
     assert len(labeled_lines(fig.axes[0])) == 3
-    if accuracy:
-        assert set(labeled_lines(fig.axes[1])) == {"real accuracy", "fake accuracy"}
+    assert set(labeled_lines(fig.axes[1])) == {"real accuracy", "fake accuracy"}
     for ax in fig.axes:
         for line in labeled_lines(ax).values():
             assert ((line.get_ydata() >= 0) & (line.get_ydata() <= 1)).all()
+    diffusion = models.log_schema(from_dict({"model": {"arch": "ddpm"}}))
+    assert figures.panels(make_log(), diffusion) is None  # a model that logs only its loss
 
 
 def test_overlay_losses():
     logs = {"a": make_log(seed=1), "b": make_log(rows=100, rows_per_epoch=5, seed=2)}
-    fig = plots.overlay_losses(logs, key="loss_d", x="epoch")
+    fig = figures.overlay_losses(logs, "loss_d", "D loss", x="epoch")
     lines = labeled_lines(fig.axes[0])
     assert set(lines) == {"a", "b"}
     assert lines["a"].get_xdata().max() == pytest.approx(20)
     assert lines["b"].get_xdata().max() == pytest.approx(20)
     assert all_finite(fig)
     with pytest.raises(ValueError, match="x must be"):
-        plots.overlay_losses(logs, x="time")
+        figures.overlay_losses(logs, "loss_d", "D loss", x="time")
 
 
 # --- loss statistics and their reading -------------------------------------------------------
 def test_healthy_log_reads_as_no_warning():
-    stats = plots.loss_stats(make_log())
+    stats = losses.loss_stats(make_log(), GAN)
     assert stats["spikes_loss_d"] == stats["spikes_loss_g"] == 0
-    said = plots.reading(stats)
+    said = prose.loss_reading(stats, GAN)
     assert len(said) == 1 and said[0].startswith("no warning signs")
 
 
@@ -197,9 +207,9 @@ def test_discriminator_wins_when_d_loss_goes_to_zero():
     t = np.linspace(0, 1, 400)
     log = make_log(loss_d=1.3 * np.exp(-12 * t) + 0.005, loss_g=1 + 6 * t, d_real=1 - 0.4 * np.exp(-12 * t),
                    d_fake=0.4 * np.exp(-12 * t))
-    stats = plots.loss_stats(log)
-    assert stats["mean_loss_d"] < plots.D_WINS_LOSS
-    said = plots.reading(stats)
+    stats = losses.loss_stats(log, GAN)
+    assert stats["mean_loss_d"] < prose.D_WINS_LOSS
+    said = prose.loss_reading(stats, GAN)
     assert any("the discriminator wins" in s for s in said)
     assert any("G loss rising steadily" in s and "overpowering" in s for s in said)
 
@@ -207,32 +217,32 @@ def test_discriminator_wins_when_d_loss_goes_to_zero():
 def test_oscillation_is_read():
     t = np.arange(400)
     log = make_log(loss_g=1 + 0.5 * np.sin(2 * np.pi * t / 40))
-    assert any("oscillate" in s for s in plots.reading(plots.loss_stats(log)))
+    assert any("oscillate" in s for s in prose.loss_reading(losses.loss_stats(log, GAN), GAN))
 
 
 def test_diverged_log_is_read_and_still_plotted():
     log = make_log()
     log.loc[399, ["loss_d", "loss_g"]] = [np.nan, np.inf]  # the row the trainer stops on
-    stats = plots.loss_stats(log)
+    stats = losses.loss_stats(log, GAN)
     assert stats["nonfinite"] == 1 and np.isfinite(stats["mean_loss_g"])
-    assert "diverged" in plots.reading(stats)[0]
-    assert len(plots.loss_curves(log).axes) == 1
+    assert "diverged" in prose.loss_reading(stats, GAN)[0]
+    assert len(figures.loss_curves(log, GAN).axes) == 1
     with pytest.raises(ValueError, match="NaN"):
-        plots.loss_stats(make_log(rows=5, loss_d=np.full(5, np.nan)))
+        losses.loss_stats(make_log(rows=5, loss_d=np.full(5, np.nan)), GAN)
 
 
 def test_short_log_is_too_short_to_judge():
-    assert "too short" in plots.reading(plots.loss_stats(make_log(rows=8)))[0]
+    assert "too short" in prose.loss_reading(losses.loss_stats(make_log(rows=8), GAN), GAN)[0]
 
 
 def test_spikes_are_counted_where_injected():
     values = 1 + 0.05 * np.random.default_rng(3).standard_normal(500)
     where = [120, 250, 251, 400]  # 250-251: one spike two rows long
     values[where] = 3.0
-    found = plots.find_spikes(pd.Series(values))
+    found = losses.find_spikes(pd.Series(values))
     assert np.flatnonzero(found).tolist() == where
-    assert plots.loss_stats(make_log(rows=500, loss_g=values))["spikes_loss_g"] == 3
-    assert plots.find_spikes(pd.Series(np.ones(100))).sum() == 0
+    assert losses.loss_stats(make_log(rows=500, loss_g=values), GAN)["spikes_loss_g"] == 3
+    assert losses.find_spikes(pd.Series(np.ones(100))).sum() == 0
 
 
 def test_noise_that_grows_late_in_training_is_not_a_spike():
@@ -240,13 +250,13 @@ def test_noise_that_grows_late_in_training_is_not_a_spike():
     rise = 1 / (1 + np.exp(-(t - 250) / 15))  # a smooth step, like G's loss when D pulls ahead
     values = 1 + 0.5 * rise + (0.01 + 0.2 * rise) * np.random.default_rng(4).standard_normal(500)
     values[:20] += np.linspace(0.5, 0, 20)  # the fast first descent
-    assert plots.find_spikes(pd.Series(values)).sum() == 0
+    assert losses.find_spikes(pd.Series(values)).sum() == 0
 
 
 # --- images ----------------------------------------------------------------------------------
 def test_image_grid_gray_maps_minus_one_to_black_and_one_to_white():
     images = torch.cat([torch.full((8, 1, 28, 28), -1.0), torch.full((8, 1, 28, 28), 1.0)])
-    fig = plots.image_grid(images, nrow=4, title="samples")
+    fig = figures.image_grid(images, nrow=4, title="samples")
     (image,) = fig.axes[0].get_images()
     data = np.asarray(image.get_array())
     assert data.shape == (4 * 28 + 5 * 2, 4 * 28 + 5 * 2)
@@ -256,11 +266,11 @@ def test_image_grid_gray_maps_minus_one_to_black_and_one_to_white():
 
 
 def test_image_grid_color_and_bad_shape():
-    fig = plots.image_grid(torch.rand(5, 3, 32, 32) * 4 - 2)  # out of range: clipped
+    fig = figures.image_grid(torch.rand(5, 3, 32, 32) * 4 - 2)  # out of range: clipped
     data = np.asarray(fig.axes[0].get_images()[0].get_array())
     assert data.shape[-1] == 3 and data.min() >= 0 and data.max() <= 1
     with pytest.raises(ValueError, match="N, C, H, W"):
-        plots.image_grid(torch.zeros(1, 28, 28))
+        figures.image_grid(torch.zeros(1, 28, 28))
 
 
 def test_progression_titles_and_subsampling(tmp_path):
@@ -268,35 +278,35 @@ def test_progression_titles_and_subsampling(tmp_path):
     for epoch in range(1, 11):
         paths.append(tmp_path / f"epoch_{epoch:03d}.png")
         save_image(torch.rand(4, 1, 8, 8), paths[-1], nrow=2)
-    fig = plots.progression(paths[:3])
+    fig = figures.progression(paths[:3])
     assert [ax.get_title() for ax in fig.axes] == ["epoch 1", "epoch 2", "epoch 3"]
-    titles = [ax.get_title() for ax in plots.progression(paths, max_panels=4).axes]
+    titles = [ax.get_title() for ax in figures.progression(paths, max_panels=4).axes]
     assert len(titles) == 4 and titles[0] == "epoch 1" and titles[-1] == "epoch 10"
-    assert plots.progression(paths[:1], labels=["start"]).axes[0].get_title() == "start"
+    assert figures.progression(paths[:1], labels=["start"]).axes[0].get_title() == "start"
     with pytest.raises(ValueError):
-        plots.progression([])
+        figures.progression([])
 
 
 def test_real_vs_fake():
-    fig = plots.real_vs_fake(torch.rand(9, 1, 28, 28) * 2 - 1, torch.rand(9, 1, 28, 28) * 2 - 1)
+    fig = figures.real_vs_fake(torch.rand(9, 1, 28, 28) * 2 - 1, torch.rand(9, 1, 28, 28) * 2 - 1)
     assert [ax.get_title() for ax in fig.axes] == ["real", "generated"]
 
 
 def test_wgan_gp_runs_name_the_critic():
     t = np.linspace(0, 1, 400)
     log = make_log(loss_d=-3 * np.exp(-3 * t) - 0.2, d_real=np.full(400, 0.9), d_fake=np.full(400, 0.05))
-    legend = [text.get_text() for text in plots.loss_curves(log, loss="wgan-gp").axes[0].get_legend().get_texts()]
+    legend = [text.get_text() for text in figures.loss_curves(log, CRITIC).axes[0].get_legend().get_texts()]
     assert legend == ["critic loss", "G loss"]
-    assert "critic" in plots.d_outputs(log, loss="wgan-gp").axes[0].get_title()
-    said = plots.reading(plots.loss_stats(log), loss="wgan-gp")
+    assert "critic" in figures.panels(log, CRITIC).axes[0].get_title()
+    said = prose.loss_reading(losses.loss_stats(log, CRITIC), CRITIC, loss="wgan-gp")
     assert any("Wasserstein" in s for s in said) and any("critic loss rising" in s for s in said)
     assert not any("discriminator wins" in s for s in said)  # D(x) and D(G(z)) are no probabilities here
-    assert any("discriminator wins" in s for s in plots.reading(plots.loss_stats(log)))  # as BCE, they would be
+    assert any("discriminator wins" in s for s in prose.loss_reading(losses.loss_stats(log, GAN), GAN))  # as BCE
 
 
 def test_class_rows_name_each_row():
-    fig = plots.class_rows(torch.rand(6, 1, 28, 28) * 2 - 1, ["Sneaker", "Bag"], title="per class")
+    fig = figures.class_rows(torch.rand(6, 1, 28, 28) * 2 - 1, ["Sneaker", "Bag"], title="per class")
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["Sneaker", "Bag"]
     with pytest.raises(ValueError, match="evenly"):
-        plots.class_rows(torch.rand(5, 1, 28, 28), ["Sneaker", "Bag"])
+        figures.class_rows(torch.rand(5, 1, 28, 28), ["Sneaker", "Bag"])

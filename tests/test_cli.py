@@ -3,7 +3,7 @@ import numpy as np
 from PIL import Image
 
 from gan_core.cli import main
-from gan_core.train import train
+from gan_core.training import train
 
 from .conftest import real_data_name
 

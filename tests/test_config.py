@@ -3,7 +3,9 @@ import re
 
 import pytest
 
-from gan_core.config import Config, ConfigError, dcgan_base_size, from_dict, load
+from gan_core import models
+from gan_core.config import Config, ConfigError, from_dict, load
+from gan_core.models.dcgan import dcgan_base_size
 
 from .conftest import REPO
 
@@ -34,7 +36,6 @@ def test_defaults_and_override(tmp_path):
     ("optim_d:\n  betas: [0.5]\n", "optim_d.betas must have 2 items"),
     ("optim_g:\n  name: rmsprop\n", "optim_g.name must be one of 'adam', 'sgd' (got 'rmsprop')"),
     ("model:\n  latent_dim: 0\n", "model.latent_dim must be > 0 (got 0)"),
-    ("data:\n  image_size: 48\n", "data.image_size must be a size a DCGAN can build"),
     ("data:\n  name: imagenet\n", "data.name must be one of"),
     ("data:\n  name: imagefolder\n", "data.root must name the folder"),
     ("loss:\n  real_label: 1.5\n", "loss.real_label must be in (0, 1] (got 1.5)"),
@@ -45,7 +46,6 @@ def test_defaults_and_override(tmp_path):
     ("model: {d_dropout: 1.0}\n", "model.d_dropout must be in [0, 1) (got 1.0)"),
     ("model: {arch: resnet}\n", "model.arch must be one of 'dcgan', 'mlp', 'ddpm' (got 'resnet')"),
     ("train: {ema: 1.5}\n", "train.ema must be in [0, 1) (got 1.5)"),
-    ("loss: {kind: wgan-gp}\n", "model.d_norm must be layer or none with wgan-gp"),
     ("train: {n_critic: 0}\n", "train.n_critic must be > 0 (got 0)"),
     ("- 1\n", "expected a mapping of sections"),
     ("train: [\n", "not valid YAML"),
@@ -74,6 +74,31 @@ def test_replace_validates():
         Config().replace({"train.batch_size": 0}, "sweep")
 
 
+@pytest.mark.parametrize("text, message", [
+    ("data:\n  image_size: 48\n", "data.image_size must be a size a DCGAN can build: 4·2^n or 7·2^n pixels"),
+    ("loss: {kind: wgan-gp}\n", "model.d_norm must be layer or none with wgan-gp"),
+    ("model: {arch: ddpm}\ndiffusion: {width_mults: [1, 2, 2, 2]}\n",
+     "diffusion.width_mults must allow halving data.image_size = 28 3 times with model.arch ddpm"),
+])
+def test_each_family_refuses_what_it_cannot_build(tmp_path, text, message):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        models.check(load(path), str(path))
+    assert message in str(err.value) and str(err.value).startswith(str(path))
+
+
+@pytest.mark.parametrize("arch, size, ok", [("dcgan", 8, False), ("mlp", 8, True), ("mlp", 48, True),
+                                            ("ddpm", 8, True), ("ddpm", 14, False)])
+def test_image_sizes_are_per_family(arch, size, ok):
+    """The DCGAN rule holds for DCGANs only: an MLP builds digits at their native 8x8."""
+    config = from_dict({"model": {"arch": arch}, "data": {"name": "digits", "image_size": size}})
+    if ok:
+        assert models.check(config) is config
+    else:
+        with pytest.raises(ConfigError, match="data.image_size|diffusion.width_mults"):
+            models.check(config)
+
+
 @pytest.mark.parametrize("size, base", [(28, 7), (32, 4), (64, 4), (128, 4), (256, 4), (48, None), (16, 4), (14, None), (8, None)])
 def test_dcgan_sizes(size, base):
     assert dcgan_base_size(size) == base
@@ -95,7 +120,6 @@ def test_override_errors_name_the_override(tmp_path):
     ({"timesteps": 10}, "diffusion.timesteps must be > 20 for the linear schedule"),
     ({"timesteps": 150, "sample_steps": 200}, "diffusion.sample_steps must be in [1, diffusion.timesteps = 150]"),
     ({"guidance": 2.0}, "diffusion.guidance needs model.conditional: true"),
-    ({"width_mults": [1, 2, 2, 2]}, "diffusion.width_mults must allow halving data.image_size = 28 3 times"),
 ])
 def test_diffusion_values_are_checked(diffusion, message):
     with pytest.raises(ConfigError, match=re.escape(message)):

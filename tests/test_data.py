@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from scipy.io import savemat
 
-from gan_core.config import from_dict
+from gan_core.config import ConfigError, from_dict
 from gan_core.data import DEBIAN_FASHION_MNIST, DataError, ImageData, load_data
 
 CIFAR_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -275,7 +275,7 @@ def test_class_filter_by_id_and_name(tmp_path):
 
 @pytest.mark.parametrize("bad", ["unicorn", 12])
 def test_unknown_class_is_named(bad):
-    with pytest.raises(DataError) as err:
+    with pytest.raises(ConfigError) as err:
         load(name="digits", classes=[bad])
     assert repr(bad) in str(err.value) and "data.classes" in str(err.value)
 

@@ -6,7 +6,7 @@ import torch
 
 from gan_core.config import from_dict
 from gan_core.data import load_data
-from gan_core.diffusion import diffusion_loss, make_schedule, q_sample, sample
+from gan_core.models.diffusion import diffusion_loss, make_schedule, q_sample, sample
 from gan_core.models.unet import UNet
 
 
@@ -181,7 +181,7 @@ def test_classifier_free_guidance(trained):
 def test_diffusion_generator_images_depend_on_their_own_start_noise_only():
     """Each sample's step noise is its own: the same z gives the same image wherever it sits in
     a batch, and another z at the same position gives another image (eta 1, ancestral DDPM)."""
-    from gan_core.diffusion import DiffusionGenerator
+    from gan_core.models.diffusion import DiffusionGenerator
     torch.manual_seed(0)
     unet = UNet(1, 8, base_width=8, width_mults=(1, 2))
     for p in unet.parameters():  # away from the zero initialisation, so eps depends on x

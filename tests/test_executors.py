@@ -1,6 +1,8 @@
 """Sweep executors: Dask and submitit give the local pool's results; a killed worker's run resumes."""
 import csv
 import json
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -9,15 +11,15 @@ import numpy as np
 import psutil
 import pytest
 
-from gan_core import executors
+from gan_core.orchestration import executors
 from gan_core.cli import main
-from gan_core.executors import ExecutorSettings, gpu_slot, parse_settings, with_flags
-from gan_core.runner import run_sweep
-from gan_core.sweep import load_sweep
+from gan_core.orchestration.executors import ExecutorSettings, gpu_slot, parse_settings, with_flags
+from gan_core.orchestration.runner import run_sweep
+from gan_core.orchestration.sweep import load_sweep
 
 from .test_sweep import write_sweep
 
-SMOKE = "grid:\n  model.latent_dim: [8, 16]\nreport: {notebooks: [02_training]}\n"
+SMOKE = "grid:\n  model.latent_dim: [8, 16]\nset: {train.threads: 1}  # engines give runs different CPU counts\nreport: {notebooks: [02_training]}\n"
 TIMING_COLUMNS = ("duration_s", "images_per_s")  # differ between any two executions
 
 
@@ -147,6 +149,7 @@ def local_rows(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("local_rows")  # one worker runs the reference
 def test_dask_local_cluster_gives_the_local_results(tmp_path, local_rows):
     path = write_sweep(tmp_path, SMOKE + "executor: {name: dask}\n")
     lines = []
@@ -160,6 +163,7 @@ def test_dask_local_cluster_gives_the_local_results(tmp_path, local_rows):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("local_rows")  # one worker runs the reference
 def test_submitit_local_runs_a_sweep(tmp_path, local_rows):
     path = write_sweep(tmp_path, SMOKE + "executor: {name: slurm, cluster: local, time_min: 10}\n")
     lines = []  # one run of the two keeps it short: a job is a fresh process, as on SLURM
@@ -177,30 +181,33 @@ def kernels(process):
 
 
 @pytest.mark.slow
-def test_killed_worker_fails_its_run_and_the_next_sweep_resumes_it(tmp_path):
-    path = write_sweep(tmp_path, """variants: {long: {data.subset: 256, train.epochs: 12}}
+def test_killed_run_fails_alone_and_the_next_sweep_resumes_it(tmp_path):
+    path = write_sweep(tmp_path, """variants: {long: {data.subset: 256, train.epochs: 12}, short: {}}
 report: {notebooks: [02_training]}
 """)
     run_dir = tmp_path / "reports" / "s" / "long"
     lines, code = [], []
     sweep = threading.Thread(target=lambda: code.append(
-        run_sweep(load_sweep(path), tmp_path / "reports", jobs=1, log=lines.append)))
+        run_sweep(load_sweep(path), tmp_path / "reports", jobs=2, log=lines.append)))
     sweep.start()
     deadline = time.monotonic() + 120
     while not (run_dir / "checkpoints" / "last.pt").exists():  # training is under way
         assert time.monotonic() < deadline and sweep.is_alive(), lines
         time.sleep(0.05)
-    worker = next((p for p in psutil.Process().children() if kernels(p)), None)
-    assert worker, "no pool worker with a kernel"
+    worker = next((p for p in psutil.Process().children()
+                   if any(k.cwd() == str(run_dir.resolve()) for k in kernels(p))), None)
+    assert worker, "no run process with a kernel in the long run's folder"
     orphans = kernels(worker)
-    worker.kill()  # SIGKILL: the pool's worker dies mid-training
+    worker.kill()  # SIGKILL, as the out-of-memory killer would: the run's process dies mid-training
     psutil.wait_procs(orphans, timeout=15)  # the kernel sees its parent gone and stops training
     assert not any(p.is_running() for p in orphans)
-    sweep.join(120)
+    sweep.join(180)
     assert code == [1], lines  # the sweep goes on to its index and reports the run failed
     status = json.loads((run_dir / "status.json").read_text())
     assert status["status"] == "failed" and status["failed_notebook"] == "executor"
-    assert "BrokenProcessPool" in status["error"] and "resume it from its last checkpoint" in status["error"]
+    assert "killed by SIGKILL" in status["error"] and "resume it from its last checkpoint" in status["error"]
+    short = json.loads((run_dir.parent / "short" / "status.json").read_text())
+    assert short["status"] == "ok", short  # the other run, in parallel, is untouched
     assert "long: failed" in "\n".join(lines) and not (run_dir / ".done").exists()
     assert "executor" in (tmp_path / "reports" / "s" / "index.html").read_text()
     with open(run_dir / "log.csv") as f:
@@ -218,6 +225,36 @@ report: {notebooks: [02_training]}
     metrics = json.loads((run_dir / "metrics.json").read_text())["training"]
     assert metrics["epochs"] == 12 and metrics["steps"] == 12 * 16
     assert (run_dir / ".done").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_stops_the_sweep_its_runs_and_kernels(tmp_path, sig, code):
+    """Ctrl-C or SIGTERM of the CLI: every run's process and kernel stop within seconds, the
+    index is written and says the runs were interrupted, and a rerun resumes them."""
+    path = write_sweep(tmp_path, """grid: {train.epochs: [30, 31]}
+set: {data.subset: 256}
+report: {notebooks: [02_training]}
+""")
+    out = tmp_path / "reports"
+    sweep = psutil.Popen([sys.executable, "-m", "gan_core", "sweep", str(path), "--out", str(out), "--jobs", "2"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while len(list(out.glob("s/*/checkpoints/last.pt"))) < 2:
+        assert time.monotonic() < deadline and sweep.poll() is None, sweep.communicate()
+        time.sleep(0.1)
+    family = sweep.children(recursive=True)
+    started = time.monotonic()
+    sweep.send_signal(sig)
+    _, stderr = sweep.communicate(timeout=60)
+    assert sweep.returncode == code, stderr
+    psutil.wait_procs(family, timeout=15)
+    assert not [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert time.monotonic() - started < 45
+    assert "run the same command again to resume" in stderr
+    for run in out.glob("s/*/status.json"):
+        assert "interrupted" in json.loads(run.read_text())["error"]
+    assert "interrupted" in (out / "s" / "index.html").read_text()
 
 
 def test_no_jobs_no_engine():

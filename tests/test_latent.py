@@ -1,8 +1,9 @@
 import pytest
 import torch
 
-from gan_core import latent
-from gan_core.models import DCGANGenerator, dcgan_init
+from gan_core.analysis import latent
+from gan_core.models import dcgan_init
+from gan_core.models.dcgan import DCGANGenerator
 
 
 def test_sample_latents_seeded():

@@ -5,9 +5,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gan_core import metrics
 from gan_core.config import from_dict
-from gan_core.train import load_generator, train
+from gan_core.evaluation import Scorer, evaluate_run, sample_images
+from gan_core.evaluation.evaluator import evaluator_data, evaluator_recipe, load_evaluator, recipe_hash
+from gan_core.models import load_family
+from gan_core.reporting.prose import score_reading
+from gan_core.training import train
 
 from .conftest import real_data_name
 
@@ -20,11 +23,11 @@ def digits_config(tmp_path, **eval_overrides):
 
 @pytest.fixture(scope="module")
 def scorer(tmp_path_factory):
-    return metrics.Scorer(digits_config(tmp_path_factory.mktemp("cache")), log=lambda s: None)
+    return Scorer(digits_config(tmp_path_factory.mktemp("cache")), log=lambda s: None)
 
 
 def real_train(scorer, n=297):
-    return metrics.evaluator_data(scorer.config, "train", subset=n).images
+    return evaluator_data(scorer.config, "train", subset=n).images
 
 
 def test_evaluator_learns_digits(scorer):
@@ -42,7 +45,7 @@ def test_real_vs_real_is_the_floor(scorer):
 
 
 def test_collapsed_generator(scorer):
-    data = metrics.evaluator_data(scorer.config, "train")
+    data = evaluator_data(scorer.config, "train")
     threes = data.images[data.labels == 3][:297]
     collapsed = threes[torch.arange(297) % len(threes)]
     scores = scorer.score(collapsed)
@@ -78,16 +81,16 @@ def test_scores_are_deterministic(scorer):
 
 def test_stale_cache_is_refused_and_retrained(tmp_path):
     config = digits_config(tmp_path, evaluator_epochs=1)
-    metrics.load_evaluator(config, log=lambda s: None)
+    load_evaluator(config, log=lambda s: None)
     path = next((tmp_path / "evaluators").glob("digits-*.pt"))
     state = torch.load(path, weights_only=True)
     state["recipe_hash"] = "0" * 12
     state["weights"] = {k: torch.zeros_like(v) for k, v in state["weights"].items()}
     torch.save(state, path)
     lines = []
-    model, info = metrics.load_evaluator(config, log=lines.append)
+    model, info = load_evaluator(config, log=lines.append)
     assert any("refused, retraining" in line for line in lines)
-    assert torch.load(path, weights_only=True)["recipe_hash"] == metrics.recipe_hash(metrics.evaluator_recipe(config))
+    assert torch.load(path, weights_only=True)["recipe_hash"] == recipe_hash(evaluator_recipe(config))
     assert any(v.abs().sum() > 0 for v in model.state_dict().values())  # trained again, not the zeroed ones
 
 
@@ -99,12 +102,12 @@ def test_evaluate_run_writes_scores(tmp_path):
         "eval": {"evaluator_epochs": 2, "cache_dir": str(tmp_path / "cache"), "samples": 200,
                  "checkpoint_samples": 100}}, "test")
     train(config, tmp_path / "run", log=lambda s: None)
-    result = metrics.evaluate_run(tmp_path / "run", log=lambda s: None)
+    result = evaluate_run(tmp_path / "run", log=lambda s: None)
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())["evaluation"]
     assert saved["final"]["fd"] == pytest.approx(result["final"]["fd"])
     assert [r["epoch"] for r in result["over_training"]] == [0, 1, 2]
     assert result["final"]["samples"] == 200 and result["floor"]["fd"] < result["final"]["fd"]
-    assert metrics.reading(result)[0].startswith("FD (digits classifier)")
+    assert score_reading(result)[0].startswith("FD (digits classifier)")
 
 
 @pytest.mark.slow
@@ -112,7 +115,7 @@ def test_fashion_mnist_evaluator_reaches_90_percent(tmp_path):
     if real_data_name() != "fashion-mnist":
         pytest.skip("Debian's dataset-fashion-mnist is not installed")
     config = from_dict({"eval": {"cache_dir": str(tmp_path)}}, "test")  # the default recipe
-    _, info = metrics.load_evaluator(config, log=lambda s: None)
+    _, info = load_evaluator(config, log=lambda s: None)
     assert info["test_accuracy"] >= 0.90
 
 
@@ -123,8 +126,8 @@ def test_conditional_samples_are_of_the_requested_class(scorer, tmp_path):
     config = from_dict({"data": {"name": "digits"}, "model": {"conditional": True, "latent_dim": 16, "ngf": 16, "ndf": 16},
                         "train": {"epochs": 10, "batch_size": 32, "progress": False, "threads": 2, "log_every": 10}}, "test")
     train(config, tmp_path, log=lambda s: None)
-    generator, _ = load_generator(tmp_path / "checkpoints" / "last.pt")
-    images, requested = metrics.sample_images(generator, 300, seed=1)
+    family, _ = load_family(tmp_path / "checkpoints" / "last.pt")
+    images, requested = sample_images(family, 300, seed=1)
     assert requested.tolist() == [k % 10 for k in range(300)]
     scores = scorer.score(images, requested)
     assert scores["conditional_accuracy"] > 0.5

@@ -4,11 +4,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gan_core.config import ConfigError, LossConfig, from_dict
-from gan_core.data import DataError
-from gan_core.losses import GANLoss, gradient_penalty
-from gan_core.models import (DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator,
-                             build_models, count_parameters, dcgan_init)
+from gan_core import models
+from gan_core.config import ConfigError, LossConfig, class_index, from_dict
+from gan_core.models import count_parameters, dcgan_init
+from gan_core.models.dcgan import DCGANDiscriminator, DCGANGenerator
+from gan_core.models.losses import GANLoss, gradient_penalty
+from gan_core.models.mlp import MLPDiscriminator, MLPGenerator
 
 
 @pytest.mark.parametrize("size", [28, 32, 64, 128])
@@ -119,32 +120,34 @@ FASHION = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shi
 def test_conditional_models_use_the_label(arch, embed_dim):
     config = from_dict({"model": {"arch": arch, "conditional": True, "embed_dim": embed_dim, "latent_dim": 8,
                                   "ngf": 4, "ndf": 4, "g_hidden": [16], "d_hidden": [16]}})
-    g, d = build_models(config, 1, FASHION)
-    g.eval(), d.eval()
+    family = models.build(config, (1, 28, 28), FASHION)
+    g, d = family.generator.eval(), family.discriminator.eval()
     z, x = torch.randn(4, 8), torch.rand(4, 1, 28, 28) * 2 - 1
     sneaker, bag = torch.full((4,), 7), torch.full((4,), 8)
     assert g(z, sneaker).shape == (4, 1, 28, 28) and d(x, sneaker).shape == (4,)
     assert not torch.allclose(g(z, sneaker), g(z, bag))  # same z, another class: another image
     assert not torch.allclose(d(x, sneaker), d(x, bag))  # D judges an image with its class
     assert g.label.dim == (embed_dim or 10)
-    assert g.label.labels_of("Sneaker", 3).tolist() == [7, 7, 7]
-    assert g.label.default_labels(12).tolist() == list(range(10)) + [0, 1]
+    assert family.labels_of("Sneaker", 3).tolist() == [7, 7, 7]
+    assert family.default_labels(12).tolist() == list(range(10)) + [0, 1]
 
 
 def test_conditional_needs_classes_and_cycles_the_kept_ones():
     config = from_dict({"model": {"conditional": True}, "data": {"classes": ["Sneaker", "Bag"]}})
     with pytest.raises(ConfigError, match="classes"):
-        build_models(config, 1)
-    g, _ = build_models(config, 1, FASHION)
-    assert g.label.default_labels(5).tolist() == [7, 8, 7, 8, 7]
-    with pytest.raises(DataError, match="'Sock' is not a class"):
-        g.label.labels_of("Sock", 2)
-    with pytest.raises(DataError, match=r"'Coat' was not trained on \(data.classes: \['Sneaker', 'Bag'\]\)"):
-        g.label.labels_of("Coat", 2)
-    assert g.label.labels_of("8", 1).tolist() == [8]  # an id given as text, as the CLI passes it
+        models.build(config, (1, 28, 28))
+    family = models.build(config, (1, 28, 28), FASHION)
+    assert family.default_labels(5).tolist() == [7, 8, 7, 8, 7]
+    assert family.trained_classes() == ["Sneaker", "Bag"]
+    trained = r"\(trained classes: \['Sneaker', 'Bag'\]\)"
+    with pytest.raises(ConfigError, match=r"'Sock' is not a class this model was trained on " + trained):
+        family.labels_of("Sock", 2)
+    with pytest.raises(ConfigError, match=r"'Coat' is not a class this model was trained on " + trained):
+        family.labels_of("Coat", 2)
+    assert family.labels_of("8", 1).tolist() == [8]  # an id given as text, as the CLI passes it
 
 
 def test_class_names_win_over_ids():
-    from gan_core.data import class_id
     folders = [str(k) for k in (1, 10, 100, 2)]  # image folders sort by name
-    assert class_id("10", folders, "x") == 1 and class_id(10, folders, "x") == 1 and class_id("3", folders, "x") == 3
+    assert class_index("10", folders, "x") == 1 and class_index(10, folders, "x") == 1
+    assert class_index("3", folders, "x") == 3

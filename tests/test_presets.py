@@ -10,8 +10,8 @@ from scipy.io import savemat
 from gan_core import config as config_lib
 from gan_core.config import ConfigError, from_dict
 from gan_core.data import load_data
-from gan_core.runner import run_sweep
-from gan_core.sweep import load_sweep
+from gan_core.orchestration.runner import run_sweep
+from gan_core.orchestration.sweep import load_sweep
 
 from .conftest import REPO, real_data_name
 
@@ -98,7 +98,7 @@ def test_quick_preset_runs_end_to_end(name, image_roots, tmp_path_factory):
     overrides = {"eval.cache_dir": str(cache), "eval.evaluator_subset": 5000, "eval.evaluator_epochs": 1,
                  "eval.samples": 300, "eval.checkpoint_samples": 100, "diffusion.sample_steps": 10}
     if probe.name in image_roots:
-        overrides["data.root"] = str(image_roots[probe.name])
+        overrides.update({"data.root": str(image_roots[probe.name]), "data.subset": None})  # all 192 test images
     else:
         overrides["data.subset"] = 1024
     sweep = load_sweep(path, quick=True, overrides=overrides)

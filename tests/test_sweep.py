@@ -1,19 +1,16 @@
 """Sweep tier: notebooks executed by papermill into reports, the index, caching, failures."""
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from gan_core import report
-from gan_core.runner import run_sweep
-from gan_core.sweep import load_sweep
+from gan_core.cli import main
+from gan_core.reporting import html as report
+from gan_core.orchestration.runner import run_sweep
+from gan_core.orchestration.sweep import load_sweep
 
 from .conftest import REPO, real_data_name
-
-pytestmark = pytest.mark.slow
 
 
 def write_sweep(tmp_path, body, name="s"):
@@ -55,12 +52,10 @@ variants:
     ("gird:\n  model.latent_dim: [8]\n", "s.yaml: unknown key gird"),
     ("report: {notebooks: [99_nothing]}\n", "no notebook '99_nothing'"),
 ])
-def test_bad_sweep_stops_before_any_work(tmp_path, body, message):
+def test_bad_sweep_stops_before_any_work(tmp_path, capsys, body, message):
     path = write_sweep(tmp_path, body)
-    result = subprocess.run([sys.executable, "-m", "gan_core", "sweep", str(path), "--out", str(tmp_path / "reports")],
-                            capture_output=True, text=True, cwd=REPO)
-    assert result.returncode == 2
-    assert message in result.stderr
+    assert main(["sweep", str(path), "--out", str(tmp_path / "reports")]) == 2
+    assert message in capsys.readouterr().err
     assert not (tmp_path / "reports").exists()
 
 
@@ -74,6 +69,8 @@ def smoke_sweep(tmp_path_factory):
     return tmp, path, code, lines
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("smoke_sweep")  # one worker trains the fixture
 def test_sweep_produces_reports_and_index(smoke_sweep):
     tmp, _, code, lines = smoke_sweep
     assert code == 0, lines
@@ -97,6 +94,8 @@ def test_sweep_produces_reports_and_index(smoke_sweep):
     assert len(summary) == 3
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("smoke_sweep")  # one worker trains the fixture
 def test_reports_record_provenance(smoke_sweep):
     tmp = smoke_sweep[0]
     page = (tmp / "reports" / "s" / "z8" / "02_training.html").read_text()
@@ -104,6 +103,8 @@ def test_reports_record_provenance(smoke_sweep):
         assert fact in page
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("smoke_sweep")  # one worker trains the fixture
 def test_second_run_skips_completed(smoke_sweep):
     tmp, path, _, _ = smoke_sweep
     lines = []
@@ -115,6 +116,8 @@ def test_second_run_skips_completed(smoke_sweep):
 
 
 @pytest.mark.skipif(report.chromium() is None, reason="Chromium not installed")
+@pytest.mark.slow
+@pytest.mark.xdist_group("smoke_sweep")  # one worker trains the fixture
 def test_pdf_and_index_screenshot(smoke_sweep, tmp_path):
     sweep_dir = smoke_sweep[0] / "reports" / "s"
     pdf = sweep_dir / "z8" / "02_training.pdf"
@@ -124,6 +127,7 @@ def test_pdf_and_index_screenshot(smoke_sweep, tmp_path):
     assert pixels.std() > 10  # text, tables and pictures, not a blank page
 
 
+@pytest.mark.slow
 def test_failing_run_is_reported_and_others_complete(tmp_path):
     path = write_sweep(tmp_path, f"""
 variants:
@@ -152,6 +156,7 @@ report: {{notebooks: [01_architecture, 02_training]}}
     assert any("1 to execute" in line for line in lines)
 
 
+@pytest.mark.slow
 def test_changed_config_keeps_earlier_results(tmp_path):
     path = write_sweep(tmp_path, "grid:\n  model.latent_dim: [8]\nreport: {notebooks: [02_training]}\n")
     assert run_sweep(load_sweep(path), tmp_path / "reports", log=lambda s: None) == 0

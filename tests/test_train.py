@@ -1,12 +1,17 @@
 import csv
+import math
+import warnings
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from gan_core.latent import class_samples
-from gan_core.train import Trainer, TrainingError, load_checkpoint, load_generator, read_log, train
+from gan_core.analysis.latent import class_samples
+from gan_core.models import FAMILIES as REGISTRY
+from gan_core.models import CheckpointError, load_family, read_checkpoint
+from gan_core.models import base as models_base
+from gan_core.training import Trainer, TrainingError, read_log, train
 
 
 def weights(module):
@@ -18,30 +23,28 @@ def same_weights(a, b):
 
 
 def test_d_step_leaves_g_untouched(tiny_config, tmp_path):
-    trainer = Trainer(tiny_config(), tmp_path)
-    real = trainer.data.images[:16]
-    g_before, d_before = weights(trainer.G), weights(trainer.D)
-    # run only the D half of a step: G's output is detached, so G's weights cannot move
-    fake = trainer.G(torch.randn(16, 8))
-    loss = trainer.loss.d_loss(trainer.D(real), trainer.D(fake.detach()))
-    trainer.opt_d.zero_grad()
-    loss.backward()
-    trainer.opt_d.step()
-    assert all(p.grad is None for p in trainer.G.parameters())
-    g_params = {k: v for k, v in weights(trainer.G).items() if "running" not in k and "num_batches" not in k}
-    assert all(torch.equal(g_params[k], g_before[k]) for k in g_params)
-    assert not same_weights(weights(trainer.D), d_before)
+    """The GAN's own D step, on fakes made with gradients on: G's weights and grads stay as they were."""
+    family = Trainer(tiny_config(), tmp_path).family
+    G, D = family.generator, family.discriminator
+    real = family.precision.batch(torch.rand(16, 1, 28, 28) * 2 - 1)
+    fake = G(torch.randn(16, 8))  # as in training_step: made with gradients, detached for the D step
+    g_before, d_before = weights(G), weights(D)  # after G's pass, which moves its BatchNorm statistics
+    family._d_step(real, fake.detach(), None, 0.0)
+    assert all(p.grad is None for p in G.parameters())
+    assert same_weights(weights(G), g_before)
+    assert not same_weights(weights(D), d_before)
 
 
 def test_train_step_updates_both_and_reports(tiny_config, tmp_path):
     trainer = Trainer(tiny_config(), tmp_path)
-    g_before, d_before = weights(trainer.G), weights(trainer.D)
+    G, D = trainer.family.generator, trainer.family.discriminator
+    g_before, d_before = weights(G), weights(D)
     stats = trainer.train_step(trainer.data.images[:16])
     assert stats.shape == (7,) and torch.isfinite(stats).all()
     assert ((stats[2:] >= 0) & (stats[2:] <= 1)).all()  # probabilities and accuracies
-    assert not same_weights(weights(trainer.G), g_before)
-    assert not same_weights(weights(trainer.D), d_before)
-    assert all(p.requires_grad for p in trainer.D.parameters())
+    assert not same_weights(weights(G), g_before)
+    assert not same_weights(weights(D), d_before)
+    assert all(p.requires_grad for p in D.parameters())
 
 
 def test_smoke_training_writes_run_dir(tiny_config, tmp_path):
@@ -86,8 +89,8 @@ FAMILIES = {
 
 
 def assert_same_run(a_dir, b_dir, ema=False):
-    a = load_checkpoint(a_dir / "checkpoints" / "last.pt")
-    b = load_checkpoint(b_dir / "checkpoints" / "last.pt")
+    a = read_checkpoint(a_dir / "checkpoints" / "last.pt")
+    b = read_checkpoint(b_dir / "checkpoints" / "last.pt")
     assert a["epoch"] == b["epoch"] == 3 and a["step"] == b["step"]
     for key in ("generator", "discriminator", "generator_ema"):
         assert (key in a) == (key in b) and (key not in a or same_weights(a[key], b[key]))
@@ -161,7 +164,7 @@ def test_nan_stops_and_keeps_last_good_checkpoint(tiny_config, tmp_path):
     trainer = Trainer(tiny_config(train={"epochs": 4}), tmp_path)
     trainer.resume()
     with torch.no_grad():
-        trainer.G.net[-2].weight.fill_(float("nan"))
+        trainer.family.generator.net[-2].weight.fill_(float("nan"))
     with pytest.raises(TrainingError, match="non-finite.*epoch 4.*last good checkpoint.*epoch 3"):
         trainer.fit()
     assert (tmp_path / "checkpoints" / "last.pt").read_bytes() == good
@@ -172,7 +175,42 @@ def test_nan_stops_and_keeps_last_good_checkpoint(tiny_config, tmp_path):
 def test_bf16_autocast_trains(tiny_config, tmp_path):
     metrics = train(tiny_config(train={"precision": "bf16", "channels_last": True, "epochs": 1}),
                     tmp_path, log=lambda s: None)
-    assert metrics["training"]["final_loss_d"] == pytest.approx(metrics["training"]["final_loss_d"])  # not nan
+    assert math.isfinite(metrics["training"]["final_loss_d"])
+
+
+@pytest.mark.parametrize("native, asked, picked", [
+    (True, ("auto", "auto"), "bf16 + channels_last (auto: CPU has avx512_bf16)"),
+    (False, ("auto", "auto"), "fp32 (auto: CPU has no native bf16"),
+    (False, ("bf16", False), "bf16 (CPU has no native bf16 (no avx512_bf16/amx): emulated, expect it slower"),
+    (True, ("fp32", False), "fp32"),
+])
+def test_precision_auto_follows_the_hardware(tiny_config, tmp_path, monkeypatch, native, asked, picked):
+    """auto is bf16 + channels_last only where bf16 is native; it is said in the first line,
+    config.yaml and metrics.json, and an emulated bf16 warns."""
+    why = "CPU has avx512_bf16" if native else "CPU has no native bf16 (no avx512_bf16/amx)"
+    monkeypatch.setattr(models_base, "native_bf16", lambda device: (native, why))
+    config = tiny_config(train={"precision": asked[0], "channels_last": asked[1], "epochs": 1})
+    lines = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        metrics = train(config, tmp_path, log=lines.append)["training"]
+    assert metrics["precision"].startswith(picked) and picked in lines[0]
+    assert picked in (tmp_path / "config.yaml").read_text().splitlines()[0]
+    assert any("emulated" in str(w.message) for w in caught) == ("emulated" in picked)
+
+
+def test_precision_auto_keeps_fp32_where_bf16_is_slower(monkeypatch):
+    """DDPM's U-Net (GroupNorm, attention) runs slower in bf16 on a CPU: auto stays fp32 there."""
+    monkeypatch.setattr(models_base, "native_bf16", lambda device: (True, "CPU has amx_bf16"))
+    chosen = models_base.Precision.choose(torch.device("cpu"), "auto", "auto", REGISTRY["ddpm"].cpu_bf16, "ddpm")
+    assert chosen.dtype is None and not chosen.channels_last
+    assert chosen.note == "fp32 (auto: CPU has amx_bf16, but bf16 is slower for ddpm on a CPU)"
+
+
+def test_native_bf16_reads_the_cpu_flags():
+    native, why = models_base.native_bf16(torch.device("cpu"))
+    flags = open("/proc/cpuinfo").read()
+    assert native == any(f in flags for f in models_base.CPU_BF16_FLAGS) and why.startswith("CPU ")
 
 
 def test_fp16_needs_cuda(tiny_config, tmp_path):
@@ -184,29 +222,31 @@ def test_fp16_needs_cuda(tiny_config, tmp_path):
 
 def test_ema_averages_generator_weights(tiny_config, tmp_path):
     trainer = Trainer(tiny_config(train={"ema": 0.5}), tmp_path)
+    G, ema = trainer.family.generator, trainer.family.ema.module
     key = "net.0.weight"
-    before = weights(trainer.G)
+    before = weights(G)
     trainer.train_step(trainer.data.images[:16])  # step 0: the warm-up decay (1 + 0) / (10 + 0) = 0.1
-    assert torch.allclose(weights(trainer.G_ema)[key], 0.1 * before[key] + 0.9 * weights(trainer.G)[key])
+    assert torch.allclose(weights(ema)[key], 0.1 * before[key] + 0.9 * weights(G)[key])
     trainer.step = 100  # past the warm-up: train.ema
-    before = weights(trainer.G_ema)
+    before = weights(ema)
     trainer.train_step(trainer.data.images[:16])
-    after, averaged = weights(trainer.G), weights(trainer.G_ema)
+    after, averaged = weights(G), weights(ema)
     assert torch.allclose(averaged[key], 0.5 * before[key] + 0.5 * after[key])
     assert not torch.equal(averaged[key], after[key])
     assert torch.equal(averaged["net.1.running_mean"], after["net.1.running_mean"])
     trainer.save_checkpoint()
-    generator, _ = load_generator(tmp_path / "checkpoints" / "last.pt")
-    assert torch.equal(generator.state_dict()[key], averaged[key])  # samples come from the average
+    family, _ = load_family(tmp_path / "checkpoints" / "last.pt")
+    assert torch.equal(family.sampler.state_dict()[key], averaged[key])  # samples come from the average
 
 
 def test_n_critic_steps_g_every_nth_batch(tiny_config, tmp_path):
     trainer = Trainer(tiny_config(model={"d_norm": "none"}, loss={"kind": "wgan-gp"}, train={"n_critic": 3}), tmp_path)
     real = trainer.data.images[:16]
     g_weights = []
-    for _ in range(6):
+    for step in range(6):
+        trainer.step = step  # as the loop counts
         trainer.train_step(real)
-        g_weights.append(weights(trainer.G)["net.0.weight"])
+        g_weights.append(weights(trainer.family.generator)["net.0.weight"])
     changed = [not torch.equal(a, b) for a, b in zip(g_weights, g_weights[1:])]
     assert changed == [False, True, False, False, True]  # G steps after D steps 3 and 6
 
@@ -224,8 +264,8 @@ def test_restart_without_checkpoint_does_not_duplicate_log_rows(tiny_config, tmp
 
 
 def test_missing_checkpoint_is_named(tmp_path):
-    with pytest.raises(TrainingError, match="no checkpoint at .*last.pt"):
-        load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    with pytest.raises(CheckpointError, match="no checkpoint at .*last.pt"):
+        read_checkpoint(tmp_path / "checkpoints" / "last.pt")
 
 
 def test_checkpoint_from_before_a_key_existed_resumes(tiny_config, tmp_path):
@@ -248,18 +288,19 @@ def test_conditional_grid_has_one_row_per_class(tiny_config, tmp_path):
     kept = Trainer(tiny_config(model={"conditional": True}, data={"classes": [7, 9], "subset": None}), tmp_path / "b")
     assert kept.fixed_y.tolist() == [7] * 8 + [9] * 8 and kept.grid_columns == 8
     trainer.fit()
-    generator, _ = load_generator(tmp_path / "checkpoints" / "last.pt")
-    assert generator.label.names == tuple(trainer.data.classes)
-    images = class_samples(generator, 1, 4, seed=0)
-    assert images.shape == (4, 1, 28, 28) and torch.equal(images, class_samples(generator, 1, 4, seed=0))
+    family, _ = load_family(tmp_path / "checkpoints" / "last.pt")
+    assert family.label.names == tuple(trainer.data.classes)
+    images = class_samples(family, 1, 4, seed=0)
+    assert images.shape == (4, 1, 28, 28) and torch.equal(images, class_samples(family, 1, 4, seed=0))
 
 
 def test_instance_noise_anneals_to_zero(tiny_config, tmp_path):
     trainer = Trainer(tiny_config(train={"instance_noise": 0.5}), tmp_path)
-    x = torch.zeros(2000)
-    assert trainer._instance_noise(x).std().item() == pytest.approx(0.5, rel=0.1)
-    trainer.step = trainer.steps_per_epoch  # half way through the 2 epochs
-    assert trainer._instance_noise(x).std().item() == pytest.approx(0.25, rel=0.1)
-    trainer.step = 2 * trainer.steps_per_epoch
-    assert torch.equal(trainer._instance_noise(x), x)
-    assert torch.equal(Trainer(tiny_config(), tmp_path / "off")._instance_noise(x), x)
+    seen, step = [], trainer.family.training_step
+    trainer.family.training_step = lambda *args: seen.append(args[-1]) or step(*args)
+    for at in (0, trainer.steps_per_epoch, 2 * trainer.steps_per_epoch):  # start, half way, the end of 2 epochs
+        trainer.step = at
+        trainer.train_step(trainer.data.images[:16])
+    assert seen == [0.0, 0.5, 1.0]  # the share of training done, as the trainer passes it
+    assert [trainer.family._instance_noise(p) for p in seen] == [0.5, 0.25, 0.0]
+    assert Trainer(tiny_config(), tmp_path / "off").family._instance_noise(0.0) == 0.0

@@ -1,60 +1,71 @@
-"""Generator and discriminator networks, built from a Config."""
+"""Model families, registered by ``model.arch``.
+
+To add a family: write one module with a ``ModelFamily`` subclass (its networks, ``check`` for
+the image sizes it builds, ``log_schema``, ``training_step``, ``summary`` and ``describe``; a GAN
+subclasses ``GAN`` and builds its pair of networks), add it to ``FAMILIES`` below and its
+arch name to ``ModelConfig.arch`` in ``gan_core.config``, and test it in tests/test_families.py.
+The trainer, the scores and every notebook then run it without knowing which it is.
+"""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
-from torch import nn
+from ..config import Config, ConfigError, from_dict
+from .base import (EMA, Description, Gallery, LogSchema, ModelFamily, Network, Panel, Precision,
+                   count_parameters, eval_mode)
+from .checkpoint import CheckpointError, read_checkpoint
+from .dcgan import DCGAN
+from .ddpm import DDPM
+from .gan import GAN, dcgan_init
+from .mlp import MLPGAN
 
-from ..config import Config, ConfigError
-from ..data import class_id
-from .conditional import LabelCode
-from .dcgan import DCGANDiscriminator, DCGANGenerator, dcgan_init
-from .mlp import MLPDiscriminator, MLPGenerator
+FAMILIES: dict[str, type[ModelFamily]] = {arch: family for family in (DCGAN, MLPGAN, DDPM)
+                                          for arch in family.archs}
 
 
-def build_models(config: Config, channels: int, classes: Sequence[str] = ()) -> tuple[nn.Module, nn.Module]:
-    """Generator and discriminator for ``config.model`` and images of ``channels`` channels
-    (a diffusion model has no discriminator: None). A conditional model needs the data set's
-    class names (``ImageData.classes``); G and D each get their own label code.
+def family_of(config: Config) -> type[ModelFamily]:
+    """The family class of ``config.model.arch``."""
+    return FAMILIES[config.model.arch]
+
+
+def check(config: Config, source: str = "config") -> Config:
+    """Refuse what the config's family cannot build (e.g. its image size), naming ``source``;
+    returns the config."""
+    family_of(config).check(config, source)
+    return config
+
+
+def build(config: Config, shape: Sequence[int], classes: Sequence[str] = (),
+          precision: Precision | None = None) -> ModelFamily:
+    """The family of ``config.model.arch`` for images of ``shape`` (C, H, W) and the data set's
+    class names ``classes`` (in id order)."""
+    return family_of(check(config))(config, shape, classes, precision)
+
+
+def log_schema(config: Config) -> LogSchema:
+    """The columns of a run's log.csv and how to name and plot them."""
+    return family_of(config).log_schema(config)
+
+
+def load_family(checkpoint: str | Path, device: str = "cpu") -> tuple[ModelFamily, Config]:
+    """The family of a checkpoint (last.pt or an epoch snapshot) with its weights (and its EMA,
+    which samples come from), ready to sample, and its config.
+
+    Raises:
+        CheckpointError: a missing, unreadable or incomplete checkpoint, or one whose config
+            no longer validates (named in the message).
     """
-    m, size = config.model, config.data.image_size
-    codes = [None, None]
-    if m.conditional:
-        if not classes:
-            raise ConfigError("model.conditional needs the data set's classes (none were given)")
-        kept = config.data.classes
-        ids = None if kept is None else [class_id(c, classes, "data.classes") for c in kept]
-        embed_dim = 0 if m.arch == "ddpm" else m.embed_dim  # the U-Net embeds the class itself
-        codes = [LabelCode(classes, embed_dim, ids) for _ in range(2)]
-    if m.arch == "ddpm":
-        return _diffusion(config, channels, codes[0]), None
-    if m.arch == "mlp":
-        shape = (channels, size, size)
-        g = MLPGenerator(m.latent_dim, shape, m.g_hidden, codes[0])
-        d = MLPDiscriminator(shape, m.d_hidden, m.d_dropout, codes[1])
-    else:
-        g = DCGANGenerator(m.latent_dim, channels, size, m.ngf, codes[0])
-        d = DCGANDiscriminator(channels, size, m.ndf, m.d_norm, codes[1])
-    g.apply(dcgan_init)  # N(0, 0.02) for the MLP too, as the DCGAN paper does for all its models
-    d.apply(dcgan_init)
-    return g, d
+    state = read_checkpoint(checkpoint, keys=("config", "generator", "image_shape"))
+    try:
+        config = from_dict(state["config"], str(checkpoint))
+    except ConfigError as err:
+        raise CheckpointError(f"{err} (a checkpoint of an older gan_core?)") from None
+    family = build(config, state["image_shape"], state.get("classes", ()), Precision(device))
+    family.load_state_dict(state, sampling_only=True)
+    return family, config
 
 
-def _diffusion(config: Config, channels: int, label: LabelCode | None) -> nn.Module:
-    """A DDPM as a generator (the U-Net inside ``.unet``); it has no discriminator."""
-    from ..diffusion import DiffusionGenerator, make_schedule
-    from .unet import UNet
-    d, size = config.diffusion, config.data.image_size
-    unet = UNet(channels, size, d.base_width, d.width_mults, label.num_classes if label else 0, d.dropout, d.attention)
-    eta = d.eta if d.eta is not None else float(d.sample_steps in (None, d.timesteps))
-    return DiffusionGenerator(unet, make_schedule(d.schedule, d.timesteps), (channels, size, size),
-                              d.sample_steps, eta, d.guidance, config.train.seed, label)
-
-
-def count_parameters(module: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
-
-
-__all__ = ["DCGANDiscriminator", "DCGANGenerator", "MLPDiscriminator", "MLPGenerator", "LabelCode", "build_models",
-           "count_parameters", "dcgan_init"]
+__all__ = ["CheckpointError", "DCGAN", "DDPM", "Description", "EMA", "FAMILIES", "GAN", "Gallery", "LogSchema",
+           "MLPGAN", "ModelFamily", "Network", "Panel", "Precision", "build", "check", "count_parameters",
+           "dcgan_init", "eval_mode", "family_of", "load_family", "log_schema", "read_checkpoint"]

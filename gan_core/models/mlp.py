@@ -8,7 +8,8 @@ import math
 import torch
 from torch import nn
 
-from .conditional import LabelCode, with_code
+from .gan import GAN
+from .labels import LabelCode, with_code
 
 
 class MLPGenerator(nn.Module):
@@ -49,3 +50,14 @@ class MLPDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return self.net(with_code(x.flatten(1), self.label, y)).flatten()
+
+
+class MLPGAN(GAN):
+    """A fully connected pair; it builds any image size (digits at their native 8x8 included)."""
+
+    archs = ("mlp",)
+
+    def build_pair(self, codes: list) -> tuple[nn.Module, nn.Module]:
+        m = self.config.model
+        return (MLPGenerator(m.latent_dim, self.shape, m.g_hidden, codes[0]),
+                MLPDiscriminator(self.shape, m.d_hidden, m.d_dropout, codes[1]))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .config import LossConfig
+from ..config import LossConfig
 
 
 class GANLoss:

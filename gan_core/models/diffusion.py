@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .base import eval_mode
+
 
 @dataclass(frozen=True)
 class Schedule:
@@ -150,9 +152,7 @@ def sample(model: nn.Module, schedule: Schedule, n: int, shape: tuple[int, int, 
     _check(model, n, y, steps, T, guidance)
     ts = torch.linspace(0, T - 1, steps, dtype=torch.float64).round().long().tolist()
     keep = set(torch.linspace(0, steps, return_trajectory).round().long().tolist()) if return_trajectory else set()
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         x = (_randn(n, shape, generator) if noise is None else noise).to(device)  # x_T
         snapshots = [x] if 0 in keep else []
         bars = schedule.alpha_bar[ts].tolist()
@@ -167,8 +167,6 @@ def sample(model: nn.Module, schedule: Schedule, n: int, shape: tuple[int, int, 
                 x = x + sigma * _randn(n, shape, generator).to(device)
             if i + 1 in keep:
                 snapshots.append(x)
-    finally:
-        model.train(was_training)
     x = x.clamp(-1, 1)
     return (x, torch.stack(snapshots)) if return_trajectory else x
 

@@ -1,6 +1,7 @@
 """Where a sweep's runs execute: a local process pool, a Dask cluster, or SLURM through submitit.
 
-Every engine runs the same picklable ``runner.Job`` through ``runner.execute_run``, in the run's
+Every engine runs the same ``job.Job`` through ``job.execute_run`` (locally: one process per
+run, ``python -m gan_core.orchestration.job``), in the run's
 own folder (shared storage beyond one machine), so a run lands in ``reports/<sweep>/<run>/``
 whichever engine ran it, and the index is built when all are done. A worker that dies or a job
 that is preempted leaves its run resumable: training continues from checkpoints/last.pt and
@@ -14,21 +15,24 @@ A sweep file chooses the engine (CLI flags override it)::
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import signal
+import subprocess
+import sys
+import tempfile
+import time
 from contextlib import ExitStack
-from dataclasses import dataclass, replace
-from multiprocessing import get_context
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
-from .config import ConfigError
-
-if TYPE_CHECKING:
-    from .runner import Job
+from ..config import ConfigError
+from ..rundir import RunDir
+from .job import Job, execute_run
 
 NAMES = ("local", "dask", "slurm")
 COMMON_KEYS = {"name", "gpus_per_run", "cpus_per_run"}
@@ -167,12 +171,6 @@ def submit_jobs(jobs: list[Job], settings: ExecutorSettings,
     return ENGINES[settings.name](jobs, settings, log)
 
 
-def _runner() -> Any:
-    # runner imports this module: import it back when a sweep runs, both loaded by then
-    from . import runner
-    return runner
-
-
 def _outcome(job: Job, result: Callable[[], dict[str, Any]], log: Callable[[str], None]) -> dict[str, Any]:
     """The job's result, or a failed one when the engine lost it; logged either way."""
     try:
@@ -187,17 +185,18 @@ def _outcome(job: Job, result: Callable[[], dict[str, Any]], log: Callable[[str]
 
 def _lost(job: Job, err: Exception) -> dict[str, Any]:
     """A run whose worker never answered: done if its .done says so, else failed and resumable."""
-    runner, run_dir = _runner(), Path(job.run_dir)
-    path, done = run_dir / runner.STATUS, run_dir / runner.DONE
-    status = json.loads(path.read_text()) if path.exists() else {}
-    if done.exists() and done.read_text() == job.key:  # it finished; only its answer was lost
-        return {"run": run_dir.name, **status}
-    message = (str(err).strip().splitlines() or [repr(err)])[0][:300]
+    run = RunDir(job.run_dir)
+    status = run.read_status()
+    if run.done.exists() and run.done.read_text() == job.key:  # it finished; only its answer was lost
+        return {"run": run.name, **status}
+    if isinstance(err, (KeyboardInterrupt, SystemExit)):
+        error = "interrupted: the sweep was stopped"
+    else:
+        error = f"{type(err).__name__}: {(str(err).strip().splitlines() or [repr(err)])[0][:300]}"
     status.update(status="failed", failed_notebook="executor", failed_link="",
-                  error=f"{type(err).__name__}: {message}; run the sweep again to resume it from its "
-                        "last checkpoint")
-    runner.write_status(run_dir, status)
-    return {"run": run_dir.name, **status}
+                  error=f"{error}; run the sweep again to resume it from its last checkpoint")
+    run.write_status(status)
+    return {"run": run.name, **status}
 
 
 # --- GPUs: one set per worker slot -----------------------------------------------------------
@@ -216,15 +215,6 @@ def gpu_slot(devices: list[str], per_run: int, slot: int) -> list[str]:
     return list(dict.fromkeys(devices[(start + k) % len(devices)] for k in range(min(per_run, len(devices)))))
 
 
-def _pin_slot(counter: Any, devices: list[str], per_run: int) -> None:
-    """Pool worker initializer: take the next slot number and its GPUs before any kernel starts."""
-    if not devices:
-        return
-    with counter.get_lock():
-        slot, counter.value = counter.value, counter.value + 1
-    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(gpu_slot(devices, per_run, slot))
-
-
 def _gpu_note(settings: ExecutorSettings, devices: list[str], log: Callable[[str], None]) -> None:
     if devices:
         log(f"{len(devices)} CUDA devices, {settings.gpus_per_run or 1} per run (CUDA_VISIBLE_DEVICES per worker)")
@@ -234,20 +224,72 @@ def _gpu_note(settings: ExecutorSettings, devices: list[str], log: Callable[[str
 
 # --- the engines -----------------------------------------------------------------------------
 def _local(jobs: list[Job], settings: ExecutorSettings, log: Callable[[str], None]) -> list[dict[str, Any]]:
-    """A pool of processes on this machine (spawned: no inherited threads or CUDA state).
-
-    A worker that dies breaks the pool: its run and the ones still queued come back failed
-    and resumable.
-    """
-    context = get_context("spawn")
+    """One process per run on this machine, ``settings.jobs`` at a time, each in its own
+    process group: a run whose process dies (killed, out of memory) fails alone and stays
+    resumable; Ctrl-C or SIGTERM of the sweep stops every running run's group before it returns."""
     devices = cuda_devices() if settings.gpus_per_run != 0 else []
     _gpu_note(settings, devices, log)
-    pool = ProcessPoolExecutor(max_workers=min(settings.jobs, len(jobs)), mp_context=context,
-                               initializer=_pin_slot,
-                               initargs=(context.Value("i", 0), devices, settings.gpus_per_run or 1))
-    with pool:
-        futures = {pool.submit(_runner().execute_run, job): job for job in jobs}
-        return [_outcome(futures[future], future.result, log) for future in as_completed(futures)]
+    per_run = settings.gpus_per_run or 1
+    free = list(range(min(settings.jobs, len(jobs))))  # worker slots: each its own GPUs
+    queue, running, results = list(jobs), {}, []
+    scratch = Path(tempfile.mkdtemp(prefix="gan-sweep-"))  # job files and stderr, not in run folders
+    try:
+        while queue or running:
+            while queue and free:
+                job, slot = queue.pop(0), free.pop(0)
+                running[_start(job, scratch / f"{len(queue)}-{slot}", gpu_slot(devices, per_run, slot)
+                               if devices else [])] = (job, slot)
+            time.sleep(0.2)
+            for process in [p for p in running if p.poll() is not None]:
+                job, slot = running.pop(process)
+                free.append(slot)
+                results.append(_outcome(job, lambda: _finished(job, process), log))
+    except BaseException as err:  # Ctrl-C, SIGTERM, any failure here: no run goes on unseen
+        _stop(list(running))
+        for job, _ in running.values():
+            log(f"{_lost(job, err)['run']}: interrupted; running the sweep again resumes it")
+        raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return results
+
+
+def _start(job: Job, files: Path, gpus: list[str]) -> subprocess.Popen:
+    """Start ``job`` as ``python -m gan_core.orchestration.job`` in a new process group."""
+    files.mkdir()
+    (files / "job.json").write_text(json.dumps(asdict(job)))
+    env = dict(os.environ, **({"CUDA_VISIBLE_DEVICES": ",".join(gpus)} if gpus else {}))
+    with open(files / "stderr", "wb") as stderr:
+        return subprocess.Popen([sys.executable, "-m", "gan_core.orchestration.job", str(files / "job.json")],
+                                env=env, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
+
+
+def _finished(job: Job, process: subprocess.Popen) -> dict[str, Any]:
+    """The run's status as its process left it; an error when the process died."""
+    code = process.returncode
+    if code == 0:
+        return {"run": RunDir(job.run_dir).name, **RunDir(job.run_dir).read_status()}
+    if code < 0:
+        raise RunProcessDied(f"the run's process was killed by {signal.Signals(-code).name}"
+                             + (" (out of memory?)" if code == -signal.SIGKILL else ""))
+    stderr = Path(process.args[-1]).with_name("stderr").read_text(errors="replace").strip().splitlines()
+    raise RunProcessDied(f"the run's process exited with {code}: {stderr[-1] if stderr else 'no message'}")
+
+
+class RunProcessDied(RuntimeError):
+    """A run's process ended without finishing the run."""
+
+
+def _stop(processes: list[subprocess.Popen], grace_s: float = 10.0) -> None:
+    """SIGTERM each process group, SIGKILL what is left after ``grace_s`` (kernels follow their run)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for process in processes:
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(process.pid, sig)
+        deadline = time.monotonic() + grace_s
+        while any(p.poll() is None for p in processes) and time.monotonic() < deadline:
+            time.sleep(0.1)
 
 
 def _dask(jobs: list[Job], settings: ExecutorSettings, log: Callable[[str], None]) -> list[dict[str, Any]]:
@@ -302,7 +344,7 @@ def _dask_task(job: Job, devices: list[str], per_run: int) -> dict[str, Any]:
     if devices:  # one single-threaded worker process per slot: the environment is the run's
         from distributed import get_worker
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(gpu_slot(devices, per_run, int(get_worker().name)))
-    return _runner().execute_run(job)
+    return execute_run(job)
 
 
 class RequeueRun:
@@ -314,7 +356,7 @@ class RequeueRun:
     """
 
     def __call__(self, job: Job) -> dict[str, Any]:
-        return _runner().execute_run(job)
+        return execute_run(job)
 
     def checkpoint(self, job: Job) -> Any:
         import submitit

@@ -9,8 +9,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data import DataError, class_id
-
 
 class LabelCode(nn.Module):
     """Class ids (B,) -> codes (B, dim): one-hot rows (dim = classes) or a learned embedding.
@@ -38,18 +36,6 @@ class LabelCode(nn.Module):
     def default_labels(self, n: int, device: torch.device | str = "cpu") -> torch.Tensor:
         """(n,) the trained classes in turn (0, 1, ..., K-1, 0, ...): a class-balanced batch."""
         return self.class_ids.to(device)[torch.arange(n, device=device) % len(self.class_ids)]
-
-    def labels_of(self, name: int | str, n: int) -> torch.Tensor:
-        """(n,) the id of one class, given by name (``"Sneaker"``) or id.
-
-        Raises:
-            DataError: no such class, or one left out by data.classes; naming those there are.
-        """
-        k = class_id(name, self.names, "class")
-        if k not in self.class_ids.tolist():
-            trained = [self.names[i] for i in self.class_ids.tolist()]
-            raise DataError(f"class: {name!r} was not trained on (data.classes: {trained})")
-        return torch.full((n,), k, dtype=torch.long)
 
 
 def with_code(x: torch.Tensor, code: LabelCode | None, y: torch.Tensor | None) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
 Everything here is deterministic for fixed inputs, so a figure drawn from it (a PCA scatter,
 an interpolation strip, "is this sample a copy of the training set?") does not change between
-two executions of a notebook. Images are (N, C, H, W) in [-1, 1], as ``Trainer.generate``
+two executions of a notebook. Images are (N, C, H, W) in [-1, 1], as ``ModelFamily.generate``
 returns them; latents are (N, latent_dim).
 """
 from __future__ import annotations
@@ -12,6 +12,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..models import ModelFamily, eval_mode
 
 FEATURE_SIZE = 16  # image_features pools to at most this many pixels per side
 PARALLEL_EPS = 1e-6  # below this sin(angle), slerp falls back to lerp
@@ -32,36 +34,23 @@ def sample_latents(n: int, latent_dim: int, seed: int) -> torch.Tensor:
     return torch.randn(n, latent_dim, generator=generator)
 
 
-def class_samples(generator: nn.Module, name: int | str, n: int, seed: int) -> torch.Tensor:
-    """``n`` images (n, C, H, W) of one class, by name (``"Sneaker"``) or id, from a conditional
-    generator (``load_generator``) and seeded latents.
+def class_samples(family: ModelFamily, name: int | str, n: int, seed: int) -> torch.Tensor:
+    """``n`` images (n, C, H, W) of one trained class, by name (``"Sneaker"``) or id, from a
+    conditional model and seeded latents.
 
     Raises:
-        ValueError: the generator is unconditional.
-        DataError: no such class, naming the classes there are.
+        ConfigError: the model is unconditional, or no such trained class (naming those there are).
     """
-    if generator.label is None:
-        raise ValueError("this generator is unconditional: samples of a class need a run trained with "
-                         "model.conditional: true")
-    z = sample_latents(n, generator.latent_dim, seed)
-    with torch.no_grad():
-        return generator(z, generator.label.labels_of(name, n)).float()
+    labels = family.labels_of(name, n)
+    return family.generate(sample_latents(n, family.latent_dim, seed), labels)
 
 
-def samples_per_class(generator: nn.Module, n: int, seed: int) -> tuple[torch.Tensor, list[str]]:
-    """``n`` images of each trained class from a conditional generator, class by class, the same
+def samples_per_class(family: ModelFamily, n: int, seed: int) -> tuple[torch.Tensor, list[str]]:
+    """``n`` images of each trained class from a conditional model, class by class, the same
     ``n`` latents in every class (so column j shows one z across classes), and the class names."""
-    ids = generator.label.class_ids.cpu()
-    z, y = per_class(sample_latents(n, generator.latent_dim, seed), ids)
-    with torch.no_grad():
-        images = generator(z, y).float()
-    return images, [generator.label.names[i] for i in ids.tolist()]
-
-
-def per_class(z: torch.Tensor, class_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every latent of ``z`` (n, nz) once per class, class by class: latents (K*n, nz) and their
-    classes (K*n,); laid out n per row, each row is one class and each column one z."""
-    return z.repeat(len(class_ids), 1), class_ids.repeat_interleave(len(z))
+    ids = family.label.class_ids.cpu()
+    z = sample_latents(n, family.latent_dim, seed)
+    return family.generate(z.repeat(len(ids), 1), ids.repeat_interleave(n)), family.trained_classes()
 
 
 def pca(x: torch.Tensor, k: int = 2) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -147,7 +136,7 @@ def interpolate(generator_fn: Callable[[torch.Tensor], torch.Tensor], z0: torch.
     """Images along a latent path from ``z0`` to ``z1`` (both (D,)).
 
     Args:
-        generator_fn: latents (B, D) -> images (B, C, H, W), e.g. ``Trainer.generate``. A bare
+        generator_fn: latents (B, D) -> images (B, C, H, W), e.g. ``ModelFamily.generate``. A bare
             ``nn.Module`` is run in eval mode (BatchNorm's running statistics, not the
             statistics of the path itself) on its own device, then put back.
         mode: ``"slerp"`` (default, White 2016) or ``"linear"``.
@@ -162,13 +151,8 @@ def interpolate(generator_fn: Callable[[torch.Tensor], torch.Tensor], z0: torch.
     if not isinstance(generator_fn, nn.Module):
         images = generator_fn(z)
     else:
-        was_training = generator_fn.training
-        device = next(generator_fn.parameters(), z).device
-        generator_fn.eval()
-        try:
-            images = generator_fn(z.to(device))
-        finally:
-            generator_fn.train(was_training)
+        with eval_mode(generator_fn):
+            images = generator_fn(z.to(next(generator_fn.parameters(), z).device))
     if images.ndim != 4 or len(images) != steps:
         raise ValueError(f"interpolate: generator_fn returned shape {tuple(images.shape)}, "
                          f"expected ({steps}, C, H, W)")

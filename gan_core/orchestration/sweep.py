@@ -24,24 +24,26 @@ import hashlib
 import itertools
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import config as config_lib
-from .config import Config, ConfigError
+from .. import config as config_lib
+from .. import models
+from ..config import Config, ConfigError
+from ..paths import NOTEBOOKS, PACKAGE, REPO
 from .executors import ExecutorSettings, parse_settings
 
-REPO = Path(__file__).resolve().parent.parent
-NOTEBOOKS = REPO / "notebooks"
 SUMMARY_NOTEBOOK = "07_sweep_summary"
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=-]{0,99}")  # a run's folder: no '/', '..', HTML or spaces
 SWEEP_KEYS = {"base", "set", "grid", "variants", "report", "executor", "quick"}
 QUICK_KEYS = {"set", "grid", "variants"}
 REPORT_KEYS = {"code", "notebooks"}
 RUNTIME_KEYS = {"train.threads", "train.progress"}  # change how a run is executed, not what it computes
 SHORT_NAMES = {"train.batch_size": "bs", "model.latent_dim": "z", "train.epochs": "ep",
                "optim_g.lr": "glr", "optim_d.lr": "dlr", "loss.kind": "", "loss.real_label": "real",
-               "model.arch": "", "train.seed": "seed", "data.image_size": "px", "model.conditional": "cond"}
+               "model.arch": "", "train.precision": "", "train.seed": "seed", "data.image_size": "px", "model.conditional": "cond"}
 
 
 @dataclass(frozen=True)
@@ -89,8 +91,14 @@ def load_sweep(path: str | Path, quick: bool = False, overrides: dict[str, Any] 
     overrides = overrides or {}
     if overrides:
         base.replace(overrides, f"{path} with --set {', '.join(overrides)}")  # errors name --set, not the file
-    runs = [Run(name, changes, base.replace({**changes, **overrides}, f"{path} (run {name})"))
+    runs = [Run(name, changes, models.check(base.replace({**changes, **overrides}, f"{path} (run {name})"),
+                                            f"{path} (run {name})"))
             for name, changes in expand(path, raw)]
+    for run in runs:
+        if not SAFE_NAME.fullmatch(run.name) or run.name.startswith("_"):
+            raise ConfigError(f"{path}: run name {run.name!r} is not a safe folder name (letters, digits, "
+                              f"'.', '_', '-', '+', '=', starting with a letter or digit, at most 100 characters; "
+                              f"rename the variant or the grid value)")
     if len({r.name for r in runs}) != len(runs):
         raise ConfigError(f"{path}: two runs share a name: {[r.name for r in runs]}")
     report = _mapping(path, raw, "report")
@@ -146,7 +154,7 @@ def _short(key: str, value: Any) -> str:
     if isinstance(value, bool):  # cond / no-cond
         return label if value else f"no-{label}"
     text = f"{value:g}" if isinstance(value, float) else str(value)
-    return f"{label}{text}".replace("/", "_")
+    return re.sub(r"[^A-Za-z0-9._+=-]", "_", f"{label}{text}")  # a value's '/' or spaces name no folder
 
 
 def _mapping(path: Path, raw: dict[str, Any], key: str) -> dict[str, Any]:
@@ -179,8 +187,8 @@ def run_key(config: Config, notebooks: list[Path], code: bool) -> str:
     """Hash of what a run's results depend on: config, notebooks, gan_core's code, report options."""
     digest = hashlib.sha256()
     digest.update(json.dumps(settings(config), sort_keys=True).encode())
-    for path in [*notebooks, *sorted((REPO / "gan_core").rglob("*.py"))]:
-        digest.update(path.name.encode() + path.read_bytes())
+    for path in [*notebooks, *sorted(PACKAGE.rglob("*.py"))]:
+        digest.update(str(path.relative_to(path.parent.parent)).encode() + path.read_bytes())
     digest.update(str(code).encode())
     return digest.hexdigest()[:16]
 

@@ -1,0 +1,1 @@
+"""Analysis of runs: loss statistics, the latent space, and (across runs) seed aggregation."""

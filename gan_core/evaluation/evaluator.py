@@ -1,0 +1,171 @@
+"""The evaluator: a small classifier per labelled data set whose features the scores use.
+
+Inception-v3 weights cannot be downloaded here, so each labelled data set gets its own small
+classifier, trained by gan_core on the training split (seeded, cached by a hash of its recipe).
+Its penultimate layer gives the features for every score; its predictions the class of a sample.
+"""
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import hashlib
+import io
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import Config
+from ..data import ImageData, load_data
+
+EVALUATOR_SIZES = {"fashion-mnist": 28, "mnist": 28, "digits": 28, "cifar10": 32}
+EVALUATOR_VERSION = 2  # bump when the network or its training changes: old caches are refused
+
+
+class Evaluator(nn.Module):
+    """A small CNN classifier; ``features`` is its 128-d penultimate layer.
+
+    Input (B, C, S, S) in [-1, 1] at the data set's evaluator size S (28 or 32).
+    """
+
+    num_features = 128  # read by torchmetrics, so it does not probe with a dummy image
+
+    def __init__(self, channels: int, classes: int):
+        super().__init__()
+        def block(cin: int, cout: int) -> list[nn.Module]:
+            return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(True)]
+        self.body = nn.Sequential(  # (B, C, S, S) -> (B, 128, 3, 3)
+            *block(channels, 32), nn.MaxPool2d(2),
+            *block(32, 64), nn.MaxPool2d(2), *block(64, 128), nn.AdaptiveAvgPool2d(3), nn.Flatten(),
+            nn.Dropout(0.3), nn.Linear(128 * 9, self.num_features), nn.ReLU(True))
+        self.head = nn.Linear(self.num_features, classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+def evaluator_recipe(config: Config) -> dict[str, Any]:
+    """Everything the evaluator's weights depend on; its hash names the cache file."""
+    name = config.data.name
+    if name not in EVALUATOR_SIZES:
+        raise ValueError(f"no evaluator for {name}: scores need a labelled data set "
+                         f"({', '.join(EVALUATOR_SIZES)})")
+    return {"version": EVALUATOR_VERSION, "data": name, "root": config.data.root,
+            "size": EVALUATOR_SIZES[name], "epochs": config.eval.evaluator_epochs,
+            "subset": config.eval.evaluator_subset, "batch_size": 128, "lr": 1e-3, "seed": 0}
+
+
+def recipe_hash(recipe: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def evaluator_data(config: Config, split: str, subset: int | None = None,
+                   classes: tuple | None = None) -> ImageData:
+    """The config's data set at the evaluator's size and native channels, in memory."""
+    size = EVALUATOR_SIZES[config.data.name]
+    data = dataclasses.replace(config.data, split=split, image_size=size, subset=subset,
+                               subset_mode="random", classes=classes, channels=None)
+    return load_data(dataclasses.replace(config, data=data))
+
+
+def load_evaluator(config: Config, log: Callable[[str], None] = print) -> tuple[Evaluator, dict[str, Any]]:
+    """The cached evaluator for ``config.data``, trained first if missing or stale.
+
+    A cache file whose recorded recipe hash differs from the expected one is refused and the
+    evaluator is retrained. A file lock lets parallel runs share one training.
+    """
+    recipe = evaluator_recipe(config)
+    key = recipe_hash(recipe)
+    cache = Path(config.eval.cache_dir).expanduser() / "evaluators"
+    cache.mkdir(parents=True, exist_ok=True)
+    path = cache / f"{recipe['data']}-{key}.pt"
+    with open(cache / f"{path.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        state = _read_cache(path, key, log)
+        if state is None:
+            state = train_evaluator(config, recipe, log)
+            buffer = io.BytesIO()
+            torch.save({**state, "recipe_hash": key}, buffer)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(buffer.getvalue())
+            tmp.replace(path)
+    model = Evaluator(state["channels"], len(state["classes"]))
+    model.load_state_dict(state["weights"])
+    return model.eval(), {k: state[k] for k in ("test_accuracy", "classes", "recipe")} | {"path": str(path)}
+
+
+def _read_cache(path: Path, key: str, log: Callable[[str], None]) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # unreadable cache: retrain rather than fail
+        log(f"{path}: unreadable ({type(err).__name__}); retraining the evaluator")
+        return None
+    if state.get("recipe_hash") != key:
+        log(f"{path}: recipe hash {state.get('recipe_hash')} != {key}; refused, retraining the evaluator")
+        return None
+    return state
+
+
+def train_evaluator(config: Config, recipe: dict[str, Any], log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train the evaluator classifier on the training split; returns weights and test accuracy."""
+    start = time.perf_counter()
+    train = evaluator_data(config, "train", recipe["subset"])
+    test = evaluator_data(config, "test")
+    log(f"training the {recipe['data']} evaluator on {len(train)} images, {recipe['epochs']} epochs "
+        "(once; cached)")
+    torch.manual_seed(recipe["seed"])
+    model = Evaluator(train.shape[0], len(train.classes))
+    opt = torch.optim.Adam(model.parameters(), lr=recipe["lr"])
+    steps = recipe["epochs"] * (len(train) // recipe["batch_size"])
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, recipe["lr"] * 3, total_steps=max(steps, 1))
+    for epoch in range(recipe["epochs"]):
+        model.train()
+        for images, labels in train.batches(recipe["batch_size"], recipe["seed"] + epoch):
+            loss = F.cross_entropy(model(images), labels)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+    accuracy = float((predict(model.eval(), test.images) == test.labels).float().mean())
+    log(f"evaluator test accuracy {accuracy:.2%} ({time.perf_counter() - start:.0f} s)")
+    return {"weights": model.state_dict(), "channels": train.shape[0], "classes": list(train.classes),
+            "test_accuracy": accuracy, "recipe": recipe}
+
+
+@torch.no_grad()
+def _batched(fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, batch: int = 1000) -> torch.Tensor:
+    return torch.cat([fn(images[i:i + batch]) for i in range(0, len(images), batch)])
+
+
+def features(model: Evaluator, images: torch.Tensor) -> torch.Tensor:
+    """(N, 128) evaluator features of images (N, C, S, S) in [-1, 1]."""
+    return _batched(model.features, images).double()
+
+
+def predict(model: Evaluator, images: torch.Tensor) -> torch.Tensor:
+    """(N,) predicted class ids."""
+    return _batched(lambda x: model(x).argmax(1), images)
+
+
+def to_evaluator_input(images: torch.Tensor, config: Config) -> torch.Tensor:
+    """Generated images (N, C, H, W) brought to the evaluator's size and channel count."""
+    size = EVALUATOR_SIZES[config.data.name]
+    channels = 3 if config.data.name == "cifar10" else 1
+    images = images.float().cpu()
+    if images.shape[1] != channels:
+        images = images.mean(1, keepdim=True) if channels == 1 else images.expand(-1, 3, -1, -1)
+    if images.shape[-1] != size:
+        images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return images.clamp(-1, 1)
+
+
+DISPLAY_NAMES = {"fashion-mnist": "Fashion-MNIST", "mnist": "MNIST", "digits": "digits", "cifar10": "CIFAR-10"}

@@ -1,0 +1,110 @@
+"""Scoring a run: its generator's samples against the real test split, beside the real floor,
+and at every saved checkpoint."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from ..config import Config
+from ..models import ModelFamily, load_family
+from ..rundir import RunDir, epoch_of, write_json
+from .evaluator import (DISPLAY_NAMES, EVALUATOR_SIZES, evaluator_data, features, load_evaluator, predict,
+                        to_evaluator_input)
+from .scores import SCORES, class_scores, conditional_scores, feature_scores
+
+
+def sample_images(family: ModelFamily, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(n, C, H, W) images from latents seeded with ``seed``, and the classes asked of a
+    conditional model (its trained classes in turn; None if unconditional)."""
+    labels = family.default_labels(n)
+    return family.sample(n, labels, torch.Generator().manual_seed(seed)), labels
+
+
+class Scorer:
+    """Scores generators of one config against its real test split, and the real floor."""
+
+    def __init__(self, config: Config, log: Callable[[str], None] = print):
+        self.config, self.log = config, log
+        self.model, self.info = load_evaluator(config, log)
+        self.name = f"FD ({DISPLAY_NAMES[config.data.name]} classifier)"
+        self.test = evaluator_data(config, "test", classes=config.data.classes)
+        self._real_features = features(self.model, self.test.images)
+
+    def score(self, images: torch.Tensor, requested: torch.Tensor | None = None) -> dict[str, Any]:
+        """All scores of generated images (N, C, H, W) in [-1, 1] against the test split; with
+        the classes ``requested`` (N,) of a conditional G, also how often the evaluator agrees."""
+        images = to_evaluator_input(images, self.config)
+        fake = features(self.model, images)
+        real = self._real_features[:len(images)]
+        predicted = predict(self.model, images)
+        scores = {**feature_scores(real, fake, self.config.eval),
+                  **class_scores(predicted, self.test.labels, list(self.test.classes)),
+                  "samples": len(images), "real_samples": len(real)}
+        if requested is not None:
+            scores.update(conditional_scores(predicted, requested.cpu(), list(self.test.classes)))
+        return scores
+
+    def floor(self, n: int) -> dict[str, Any]:
+        """The same scores for ``n`` real training images: the best a generator can reach."""
+        train = evaluator_data(self.config, "train", subset=n, classes=self.config.data.classes)
+        return self.score(train.images)
+
+
+def evaluate_run(run_dir: str | Path, samples: int | None = None, checkpoints: bool = True,
+                 log: Callable[[str], None] = print, save: str | Path | None = None) -> dict[str, Any]:
+    """Score a run's last generator (and each saved checkpoint), beside the real floor.
+
+    Writes the result, and returns it, as the ``evaluation`` section of metrics.json (the run's
+    canonical scores, which its reports and the sweep's index show), or to the JSON file
+    ``save`` when given (an extra evaluation that leaves them as they are). Data sets without an
+    evaluator (image folders) get ``{"available": False, "reason": ...}``.
+    """
+    run = RunDir(run_dir)
+
+    def keep(result: dict[str, Any]) -> dict[str, Any]:
+        if save is None:
+            run.update_metrics(evaluation=result)
+        else:
+            Path(save).parent.mkdir(parents=True, exist_ok=True)
+            write_json(Path(save), result)
+        return result
+
+    family, config = load_family(run.last_checkpoint)
+    if config.data.name not in EVALUATOR_SIZES:
+        result = {"available": False, "reason": f"{config.data.name} has no labelled evaluator: FD, KID, "
+                  "precision/recall and class histograms are unavailable; judge the samples by eye"}
+        return keep(result)
+    start = time.perf_counter()
+    scorer = Scorer(config, log)
+    n = samples or config.eval.samples
+    seed = config.train.seed + 12345  # not the training noise
+    result = {"available": True, "name": scorer.name, "evaluator": scorer.info,
+              "final": scorer.score(*sample_images(family, n, seed)), "floor": scorer.floor(n)}
+    if checkpoints:
+        result["over_training"] = rows = _over_training(run, scorer, config, seed)
+        best = min((r for r in rows if not r["floor"]), key=lambda r: r["fd"], default=None)
+        if best:  # the snapshot to keep when training went on past its best
+            result["best_checkpoint"] = {"epoch": best["epoch"], "fd": best["fd"],
+                                         "path": str(run.snapshot(best["epoch"]))}
+    result["seconds"] = round(time.perf_counter() - start, 1)
+    log(f"{scorer.name} {result['final']['fd']:.2f} (floor {result['floor']['fd']:.2f}) on "
+        f"{result['final']['samples']} samples in {result['seconds']} s")
+    return keep(result)
+
+
+def _over_training(run: RunDir, scorer: Scorer, config: Config, seed: int) -> list[dict[str, Any]]:
+    n = min(config.eval.checkpoint_samples, len(scorer.test))
+    rows = [{"epoch": 0, **_brief(scorer.floor(n)), "floor": True}]
+    for path in run.snapshots():
+        family, _ = load_family(path)
+        epoch = epoch_of(path)
+        scores = scorer.score(*sample_images(family, n, seed))
+        rows.append({"epoch": epoch, **_brief(scores), "floor": False})
+    return rows
+
+
+def _brief(scores: dict[str, Any]) -> dict[str, Any]:
+    return {k: scores[k] for k in (*SCORES, "samples") if k in scores and k != "kid_std"}

@@ -1,0 +1,2 @@
+"""Orchestration: sweep expansion (``sweep``), one run (``job``), where runs execute
+(``executors``) and a whole sweep into its reports (``runner``)."""

@@ -1,0 +1,168 @@
+"""One run of a sweep: its notebooks executed by papermill in its folder, rendered to HTML (and
+PDF), its status written. Picklable ``Job``s let any executor run it where the files are."""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jupyter_client.manager import KernelManager
+from traitlets import default
+
+from ..reporting import html as report
+from ..rundir import RunDir
+
+
+class IPCKernelManager(KernelManager):
+    """A kernel on Unix sockets beside its connection file: no TCP port to race for."""
+
+    @default("transport")
+    def _transport_default(self) -> str:
+        return "ipc"
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything one run needs, picklable, so any executor can run it where the files are."""
+
+    run_dir: str
+    notebooks: tuple[str, ...]
+    key: str
+    code: bool
+    pdf: bool
+    threads: int
+
+
+@contextmanager
+def started_kernel(cwd: Path) -> Iterator[KernelManager]:
+    """A python3 kernel working in ``cwd``, its sockets and connection file in a private temporary
+    folder (never in a report folder, never shared with another kernel); shut down on exit."""
+    sockets = tempfile.mkdtemp(prefix="gan-kernel-")
+    kernel = IPCKernelManager(kernel_name="python3", ip=os.path.join(sockets, "ipc"),
+                              connection_file=os.path.join(sockets, "kernel.json"))
+    kernel.start_kernel(cwd=str(cwd))
+    try:
+        yield kernel
+    finally:
+        kernel.shutdown_kernel(now=True)
+        shutil.rmtree(sockets, ignore_errors=True)
+
+
+def execute_notebook(notebook: Path, out: Path, parameters: dict[str, Any], cwd: Path,
+                     kernel: KernelManager | None = None) -> None:
+    """Run one notebook with papermill; the executed copy is written even when a cell fails.
+
+    ``kernel``: a started kernel to run it in (its variables are cleared first), so a run's
+    notebooks pay for the kernel start and the imports once; default: a kernel of its own.
+    """
+    import papermill
+    declared = papermill.inspect_notebook(str(notebook))
+    if kernel is not None:
+        _clear_namespace(kernel)
+    papermill.execute_notebook(
+        str(notebook), str(out), parameters={k: v for k, v in parameters.items() if k in declared},
+        cwd=str(cwd), kernel_name="python3", progress_bar=False, log_output=False,
+        kernel_manager_class=IPCKernelManager, km=kernel)
+
+
+def _clear_namespace(kernel: KernelManager) -> None:
+    """Forget the previous notebook's variables and figures (imported modules stay loaded)."""
+    client = kernel.blocking_client()
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=60)
+        reply = client.execute_interactive("%reset -f\nimport matplotlib.pyplot\nmatplotlib.pyplot.close('all')",
+                                           timeout=60, output_hook=lambda msg: None)
+        if reply["content"]["status"] != "ok":
+            raise RuntimeError(f"clearing the kernel failed: {reply['content'].get('evalue')}")
+    finally:
+        client.stop_channels()
+
+
+def execute_run(job: Job) -> dict[str, Any]:
+    """Execute a run's notebooks in order into its folder, render them, mark it done.
+
+    A failing notebook is still rendered (papermill marks the failing cell); the notebooks
+    after it are not run, since they read what it should have produced.
+    """
+    os.environ.update(OMP_NUM_THREADS=str(job.threads), MKL_NUM_THREADS=str(job.threads))
+    run = RunDir(Path(job.run_dir).resolve())
+    status: dict[str, Any] = {"status": "running", "started": _now(), "reports": [], "host": os.uname().nodename}
+    run.write_status(status)
+    start = time.perf_counter()
+    params = {"config_path": str(run.config), "run_dir": str(run.root), "progress": False}
+    durations = status["notebook_s"] = {}
+    with started_kernel(run.root) as kernel:
+        for notebook in map(Path, job.notebooks):
+            executed, page = run.executed(notebook), run.page(notebook)
+            began = time.perf_counter()
+            try:
+                execute_notebook(notebook, executed, params, run.root, kernel)
+            except Exception as err:  # a cell's exception, a dead kernel, a timeout: the run failed
+                status.update(status="failed", failed_notebook=notebook.stem,
+                              error=f"{type(err).__name__}: {_first_line(err)}",
+                              failed_link=f"{page.name}#papermill-error-cell")
+            durations[notebook.stem] = round(time.perf_counter() - began, 1)
+            if executed.exists():
+                _render(executed, page, job, status)
+            if status["status"] == "failed":
+                break
+        else:
+            status["status"] = "ok"
+    status["duration_s"] = round(time.perf_counter() - start, 1)
+    run.write_status(status)
+    if status["status"] == "ok":
+        run.done.write_text(job.key)
+    return {"run": run.name, **status}
+
+
+def main(argv: list[str]) -> int:
+    """``python -m gan_core.orchestration.job JOB.json``: one run in a process of its own (the
+    local executor's worker). It exits when its parent (the sweep) is gone, and its kernel with it."""
+    job = Job(**{k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(Path(argv[0]).read_text()).items()})
+    parent = os.getppid()
+
+    def watch_parent() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(1)  # orphaned: the sweep was killed; stop rather than run on unseen
+
+    threading.Thread(target=watch_parent, daemon=True).start()
+    execute_run(job)
+    return 0
+
+
+def _render(executed: Path, page: Path, job: Job, status: dict[str, Any]) -> None:
+    report.render_html(executed, page, code=job.code)
+    status["reports"].append(page.name)
+    pdf(page, job.pdf)
+
+
+def pdf(page: Path, wanted: bool) -> None:
+    """Print ``page`` to PDF beside it when asked and Chromium is there (run_sweep says when not)."""
+    if wanted and report.chromium():
+        report.render_pdf(page, page.with_suffix(".pdf"))
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    lines = [line for line in text.splitlines() if line.strip() and not line.startswith("---")]
+    return (lines[-1] if lines else repr(err))[:300]
+
+
+def _now() -> str:
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

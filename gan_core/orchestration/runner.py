@@ -1,0 +1,188 @@
+"""Executing a sweep: each run's notebooks through papermill, HTML/PDF, then the index.
+
+A run is one process (its notebooks' kernels are its children), so runs go in parallel over
+a process pool with the CPU threads divided between them, or over Dask or SLURM (executors.py).
+Kernels talk over IPC sockets, not TCP ports, so parallel kernel start-ups cannot race for a port.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import fnmatch
+import os
+import platform
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable
+
+from .. import config as config_lib
+from ..config import ConfigError
+from ..reporting import html as report
+from ..rundir import RunDir, SweepDir, write_json
+from . import executors
+from .job import Job, execute_notebook, pdf as print_pdf, started_kernel
+from .sweep import NOTEBOOKS, SUMMARY_NOTEBOOK, Run, Sweep, run_key, settings
+
+
+def prepare_run(run: Run, sweep: Sweep, sweep_dir: Path, threads: int, force: bool,
+                pdf: bool, log: Callable[[str], None]) -> Job | None:
+    """Write the run's config.yaml and return its Job, or None when it is complete and unchanged.
+
+    A run whose folder holds results of a different config is moved to ``_previous/`` first,
+    never overwritten; ``force`` starts the run afresh.
+    """
+    run_dir = sweep_dir / run.name
+    config = run.config.replace({"train.threads": run.config.train.threads or threads,
+                                 "train.progress": False})
+    key = run_key(config, sweep.notebooks, sweep.code)
+    files = RunDir(run_dir)
+    done = files.done
+    if not force and done.exists() and done.read_text() == key:
+        for page in files.pages():
+            print_pdf(page, pdf and not page.with_suffix(".pdf").exists())
+        return None
+    if force and run_dir.exists():
+        shutil.rmtree(run_dir)
+    elif files.config.exists() and not _same_config(files.config, config):
+        target = SweepDir(sweep_dir).previous / f"{run.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        target.parent.mkdir(exist_ok=True)
+        run_dir.rename(target)
+        log(f"{run.name}: config changed; earlier results moved to {target}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    done.unlink(missing_ok=True)
+    config_lib.save(config, files.config)
+    return Job(str(run_dir), tuple(str(p) for p in sweep.notebooks), key, sweep.code, pdf, config.train.threads)
+
+
+def _same_config(path: Path, config: config_lib.Config) -> bool:
+    """Whether config.yaml at ``path`` describes the same run (runtime settings aside)."""
+    try:
+        old = config_lib.load(path)
+    except ConfigError:
+        return False
+    return settings(old) == settings(config)
+
+
+def select(runs: list[Run], only: str | None) -> list[Run]:
+    """Runs whose names match ``only`` (comma-separated names or globs); all when None."""
+    if not only:
+        return runs
+    patterns = [p.strip() for p in only.split(",")]
+    chosen = [r for r in runs if any(fnmatch.fnmatch(r.name, p) for p in patterns)]
+    if not chosen:
+        raise ConfigError(f"--only {only!r} matches no run (runs: {', '.join(r.name for r in runs)})")
+    return chosen
+
+
+def run_sweep(sweep: Sweep, out: str | Path = "reports", jobs: int = 1, pdf: bool = False,
+              force: bool = False, only: str | None = None, log: Callable[[str], None] = print) -> int:
+    """Run a sweep's missing or changed runs, then build its index; returns 0 if all runs are ok."""
+    engine = replace(sweep.executor, jobs=jobs)
+    executors.require(engine)  # a missing engine stops the sweep before any run is touched
+    sweep_dir = Path(out) / sweep.name
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    runs = select(sweep.runs, only)
+    with sweep_lock(sweep_dir):
+        return _run_locked(sweep, sweep_dir, runs, engine, pdf, force, log)
+
+
+@contextmanager
+def sweep_lock(sweep_dir: Path) -> Iterator[None]:
+    """Hold the sweep folder for this process: a second sweep into it is refused. The lock is
+    the operating system's (flock), so a sweep that crashed or was killed holds nothing.
+
+    Raises:
+        ConfigError: another process holds the folder (naming it).
+    """
+    path = SweepDir(sweep_dir).lock
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise ConfigError(f"{sweep_dir}: another sweep is running into this folder ({holder}); wait for it "
+                              "to finish or stop it, or choose another --out") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {platform.node()} since {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.truncate(0)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _run_locked(sweep: Sweep, sweep_dir: Path, runs: list[Run], engine: executors.ExecutorSettings, pdf: bool,
+                force: bool, log: Callable[[str], None]) -> int:
+    jobs = engine.jobs
+    if pdf and not report.chromium():
+        log("--pdf: Chromium not found, PDFs skipped (install it with 'apt-get install chromium')")
+    threads = engine.cpus_per_run or (executors.SLURM_CPUS if engine.name == "slurm" else
+                                      max(1, (os.cpu_count() or 1) // max(1, min(jobs, len(runs)))))
+    jobs_todo = {}
+    for run in runs:
+        job = prepare_run(run, sweep, sweep_dir, threads, force, pdf, log)
+        if job is None:
+            log(f"{run.name}: complete and unchanged, skipped (--force reruns it)")
+        else:
+            jobs_todo[run.name] = job
+    _write_sweep_file(sweep, sweep_dir)
+    if jobs_todo and any("evaluation" in p.stem for p in sweep.notebooks):
+        _prepare_evaluators([r for r in runs if r.name in jobs_todo], log)
+    counts = sorted({job.threads for job in jobs_todo.values()}) or [threads]
+    log(f"{sweep.path}: {len(runs)} runs, {len(jobs_todo)} to execute, {executors.describe(engine)}, "
+        f"{'/'.join(map(str, counts))} threads each -> {sweep_dir}")
+    try:
+        results = executors.submit_jobs(list(jobs_todo.values()), engine, log)
+    except BaseException:  # Ctrl-C, SIGTERM, an engine's failure: the index still tells what happened
+        with contextlib.suppress(Exception):
+            log(f"index: {build_index(sweep, sweep_dir, pdf).resolve()}")
+        raise
+    index = build_index(sweep, sweep_dir, pdf)
+    failed = [r for r in results if r["status"] != "ok"]
+    log(f"index: {index.resolve()}")
+    if failed:
+        log(f"{len(failed)} of {len(runs)} runs failed: " + "; ".join(
+            f"{r['run']} ({r.get('failed_notebook')}: {r.get('error')})" for r in failed))
+        return 1
+    return 0
+
+
+def _prepare_evaluators(runs: list[Run], log: Callable[[str], None]) -> None:
+    """Train (or find cached) each evaluator once here, before parallel runs would each want it."""
+    from ..evaluation import evaluator
+    done = set()
+    for run in runs:
+        if run.config.data.name in evaluator.EVALUATOR_SIZES:
+            key = evaluator.recipe_hash(evaluator.evaluator_recipe(run.config)), run.config.eval.cache_dir
+            if key not in done:
+                evaluator.load_evaluator(run.config, log)
+                done.add(key)
+
+
+def _write_sweep_file(sweep: Sweep, sweep_dir: Path) -> None:
+    """sweep.json: the runs in order and what each changes, for the index."""
+    write_json(SweepDir(sweep_dir).sweep_file, {
+        "sweep": str(sweep.path), "base": str(sweep.base),
+        "runs": [{"name": r.name, "overrides": r.overrides} for r in sweep.runs]})
+
+
+def build_index(sweep: Sweep, sweep_dir: Path, pdf: bool = False) -> Path:
+    """Execute the summary notebook over the sweep's folder into index.html (and summary.csv)."""
+    notebook = NOTEBOOKS / f"{SUMMARY_NOTEBOOK}.ipynb"
+    files = SweepDir(sweep_dir)
+    executed, page = files.index_notebook, files.index
+    try:
+        with started_kernel(sweep_dir) as kernel:
+            execute_notebook(notebook, executed, {"sweep_dir": str(sweep_dir.resolve())}, sweep_dir, kernel)
+    finally:
+        if executed.exists():
+            report.render_html(executed, page, code=sweep.code)
+            print_pdf(page, pdf)
+    return page

@@ -1,0 +1,1 @@
+"""Reporting: figures, prose, HTML/PDF rendering and the sweep index."""

@@ -1,0 +1,117 @@
+"""The sweep's index: one row per run (what differs, status, figures, final grid, links)."""
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pandas as pd
+
+from ..rundir import RunDir, SweepDir
+from .html import facts_table, provenance
+
+HIDDEN_INDEX_COLUMNS = ("error", "images_per_s", "kid", "fd_floor")  # kept in summary.csv
+
+
+def sweep_runs(sweep_dir: str | Path) -> list[tuple[str, dict[str, Any]]]:
+    """(run name, overrides) in sweep order from sweep.json, else every sub-folder holding a config."""
+    info = SweepDir(sweep_dir).read_sweep()
+    if info:
+        return [(r["name"], r["overrides"]) for r in info["runs"]]
+    return [(p.parent.name, {}) for p in sorted(Path(sweep_dir).glob("*/config.yaml"))]
+
+
+def sweep_table(sweep_dir: str | Path) -> pd.DataFrame:
+    """One row per run: what differs, status, duration and figures from metrics.json."""
+    if not Path(sweep_dir).is_dir():
+        raise FileNotFoundError(f"{sweep_dir}: no such sweep folder (give the notebook sweep_dir = a folder "
+                                "of run folders, e.g. reports/quick)")
+    rows = []
+    for name, overrides in sweep_runs(sweep_dir):
+        run = RunDir(Path(sweep_dir) / name)
+        status = run.read_status()
+        metrics = run.read_metrics()
+        training = metrics.get("training", {})
+        rows.append({
+            "run": name, "differs": ", ".join(f"{k}={v}" for k, v in overrides.items()),
+            "status": status.get("status", "ok" if training else "not run"),
+            "duration_s": status.get("duration_s"), "epochs": training.get("epochs"),
+            **loss_figures(training), "images_per_s": training.get("images_per_s"),
+            **_scores(metrics.get("evaluation", {})),
+            "error": status.get("error", ""),
+        })
+    table = pd.DataFrame(rows)
+    if "fd" in table and table["fd"].notna().any():  # rank by the evaluator's Frechet distance
+        table.insert(1, "rank", table["fd"].rank(method="min").astype("Int64"))
+    return table
+
+
+def loss_figures(training: dict[str, Any]) -> dict[str, Any]:
+    """A run's loss figures (metrics.json's training section): the mean over the last epoch
+    (``final_``), then over all of training (``mean_``), of each loss the family logs."""
+    keys = sorted((k for k in training if k.startswith(("final_", "mean_"))), key=lambda k: not k.startswith("final_"))
+    return {k: training[k] for k in keys}
+
+
+def _scores(evaluation: dict[str, Any]) -> dict[str, Any]:
+    if not evaluation.get("available"):
+        return {}
+    final, floor = evaluation["final"], evaluation["floor"]
+    return {"fd": final["fd"], "fd_floor": floor["fd"], "kid": final["kid"], "precision": final["precision"],
+            "recall": final["recall"], "coverage": final["coverage"], "classes": final["classes_covered"],
+            **({"conditional_accuracy": final["conditional_accuracy"]} if "conditional_accuracy" in final else {})}
+
+
+def index_html(table: pd.DataFrame, sweep_dir: str | Path) -> str:
+    """The sweep table as HTML with each run's final grid and links to its reports."""
+    sweep_dir = Path(sweep_dir)
+    floor = ""
+    if "fd_floor" in table and table["fd_floor"].notna().any():
+        floor = (f"<p>Ranked by FD in the evaluator's feature space (lower is better); real training "
+                 f"images score {table['fd_floor'].dropna().iloc[0]:.3g} (the floor). KID, images/s and "
+                 "the rest are in summary.csv.</p>")
+        table = table.sort_values("rank", kind="stable")
+    hidden = [c for c in table if c in HIDDEN_INDEX_COLUMNS or c.startswith("mean_") or c.startswith("final_acc")]
+    shown = table.drop(columns=hidden).dropna(axis=1, how="all")
+    shown = shown.apply(lambda col: col.map(lambda v: html.escape(v) if isinstance(v, str) else v))  # names, values
+    # links and grids right after the run's name: the table is wide, they must not scroll away
+    shown.insert(1, "reports", [_links(sweep_dir / name) for name in table["run"]])
+    shown.insert(2, "final grid", [_thumbnail(RunDir(sweep_dir / name)) for name in table["run"]])
+    shown["status"] = [_status_cell(sweep_dir / name, s, e) for name, s, e
+                       in zip(table["run"], table["status"], table["error"])]
+    body = shown.to_html(escape=False, index=False, na_rep="", float_format=lambda x: f"{x:,.4g}")
+    return f"{floor}<div style='overflow-x:auto'>{body}</div>"
+
+
+def _thumbnail(run: RunDir, width: int = 120) -> str:
+    grids = run.sample_grids()
+    if not grids:
+        return ""
+    data = base64.b64encode(grids[-1].read_bytes()).decode()
+    return (f"<img src='data:image/png;base64,{data}' style='width:{width}px;max-width:none' "
+            f"alt='final grid of {html.escape(run.root.name)}' title='{html.escape(grids[-1].name)}'>")
+
+
+def _links(run_dir: Path) -> str:
+    pages = RunDir(run_dir).pages()
+    return "<br>".join(f"<a href='{quote(run_dir.name)}/{quote(p.name)}'>{html.escape(p.stem.split('_', 1)[1])}</a>"
+                       for p in pages)
+
+
+def _status_cell(run_dir: Path, status: str, error: str) -> str:
+    if status != "failed":
+        return status
+    info = RunDir(run_dir).read_status()
+    link = f"{quote(run_dir.name)}/{quote(str(info.get('failed_link', '')), safe='#')}"
+    return (f"<a href='{link}' style='color:#b00'><b>failed</b></a><br>"
+            f"<small>{html.escape(str(info.get('failed_notebook', '')))}: {html.escape(error)}</small>")
+
+
+def sweep_header_html(sweep_dir: str | Path) -> str:
+    """Title and provenance of a sweep's index page."""
+    info = SweepDir(sweep_dir).read_sweep()
+    facts = {"sweep file": info.get("sweep", "-"), "base config": info.get("base", "-"),
+             "folder": str(sweep_dir), **provenance()}
+    return f"{facts_table(facts)}<h2>Runs</h2>"
