@@ -30,7 +30,7 @@ test: setup
 	$(PY) -m pytest notebooks --nbval-lax -q -p no:cacheprovider
 
 test-fast: setup
-	$(PY) -m pytest tests -m "not slow" -q --durations=5
+	$(PY) -m pytest tests -m "not slow" -n 2 -q --durations=5 -p no:cacheprovider
 
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks

@@ -1,12 +1,13 @@
 """The scores mean something: floor, noise, collapse, degradation, determinism, cache."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from gan_core.config import from_dict
-from gan_core.evaluation import Scorer, evaluate_run, sample_images
+from gan_core.evaluation import Scorer, evaluate_run, sample_images, scores
 from gan_core.evaluation.evaluator import evaluator_data, evaluator_recipe, load_evaluator, recipe_hash
 from gan_core.models import load_family
 from gan_core.reporting.prose import score_reading
@@ -28,6 +29,48 @@ def scorer(tmp_path_factory):
 
 def real_train(scorer, n=297):
     return evaluator_data(scorer.config, "train", subset=n).images
+
+
+@pytest.mark.parametrize("n_real, n_fake, k", [(300, 200, 5), (257, 400, 3)])
+def test_prdc_matches_the_prdc_package(n_real, n_fake, k):
+    """Our block-wise torch estimators give the reference implementation's numbers."""
+    import contextlib
+    import io
+
+    from prdc import compute_prdc
+    generator = torch.Generator().manual_seed(n_real)
+    real = torch.randn(n_real, 16, generator=generator, dtype=torch.float64)
+    fake = torch.randn(n_fake, 16, generator=generator, dtype=torch.float64) * 1.2 + 0.3
+    with contextlib.redirect_stdout(io.StringIO()):
+        expected = compute_prdc(real.float().numpy(), fake.float().numpy(), nearest_k=k)
+    ours = scores.prdc(real, fake, k, chunk=64)  # several row blocks
+    assert {key: ours[key] for key in expected} == pytest.approx({key: float(v) for key, v in expected.items()},
+                                                                abs=1e-9)
+    assert scores.prdc(real, fake, k, scores.kth_radii(real, k)) == ours
+    for key in ("precision", "density"):  # their intervals hold them
+        assert ours[f"{key}_ci"][0] <= ours[key] <= ours[f"{key}_ci"][1]
+
+
+def test_fd_matches_torchmetrics_and_its_interval_holds_it():
+    generator = torch.Generator().manual_seed(0)
+    real = torch.randn(2000, 8, generator=generator, dtype=torch.float64)
+    fake = torch.randn(2000, 8, generator=generator, dtype=torch.float64) * 1.3 + 0.2
+    result = scores.feature_scores(real, fake, from_dict({}, "t").eval)
+    assert scores.frechet_distance(real.mean(0), torch.cov(real.T), fake.mean(0), torch.cov(fake.T)) == \
+        pytest.approx(result["fd"], rel=1e-6)
+    low, high = result["fd_ci"]
+    assert low < result["fd"] < high and high - low < 0.2 * result["fd"]
+    wider = scores.fd_interval(real, fake[:200])  # fewer samples, more noise
+    assert wider[1] - wider[0] > high - low
+
+
+def test_the_floor_is_computed_once_per_evaluator(scorer, monkeypatch):
+    first = scorer.floor(150)
+    calls = []
+    monkeypatch.setattr(scorer, "score", lambda *a, **kw: calls.append(a))
+    assert scorer.floor(150) == first and not calls  # read from beside the evaluator
+    floors = list(Path(scorer.info["path"]).parent.glob("*.floor-*.json"))
+    assert floors and all(json.loads(p.read_text())["key"]["evaluator"] == scorer.info["path"] for p in floors)
 
 
 def test_evaluator_learns_digits(scorer):
@@ -105,6 +148,12 @@ def test_evaluate_run_writes_scores(tmp_path):
     result = evaluate_run(tmp_path / "run", log=lambda s: None)
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())["evaluation"]
     assert saved["final"]["fd"] == pytest.approx(result["final"]["fd"])
+    # another evaluation goes beside it: the run's canonical scores (what its reports show) stay
+    extra = evaluate_run(tmp_path / "run", samples=100, checkpoints=False, log=lambda s: None,
+                         save=tmp_path / "run" / "evaluations" / "e.json")
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["evaluation"] == saved
+    assert json.loads((tmp_path / "run" / "evaluations" / "e.json").read_text())["final"]["samples"] == 100
+    assert extra["final"]["samples"] == 100
     assert [r["epoch"] for r in result["over_training"]] == [0, 1, 2]
     assert result["final"]["samples"] == 200 and result["floor"]["fd"] < result["final"]["fd"]
     assert score_reading(result)[0].startswith("FD (digits classifier)")
@@ -124,7 +173,7 @@ def test_conditional_samples_are_of_the_requested_class(scorer, tmp_path):
     """A conditional DCGAN trained briefly on digits: the evaluator puts its samples in the
     class they were asked for far more often than chance (0.1)."""
     config = from_dict({"data": {"name": "digits"}, "model": {"conditional": True, "latent_dim": 16, "ngf": 16, "ndf": 16},
-                        "train": {"epochs": 10, "batch_size": 32, "progress": False, "threads": 2, "log_every": 10}}, "test")
+                        "train": {"epochs": 10, "batch_size": 32, "progress": False, "threads": 1, "log_every": 10}}, "test")
     train(config, tmp_path, log=lambda s: None)
     family, _ = load_family(tmp_path / "checkpoints" / "last.pt")
     images, requested = sample_images(family, 300, seed=1)

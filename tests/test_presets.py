@@ -96,7 +96,8 @@ def test_quick_preset_runs_end_to_end(name, image_roots, tmp_path_factory):
     path = REPO / "params" / "sweeps" / f"{name}.yaml"
     probe = load_sweep(path, quick=True).runs[0].config.data
     overrides = {"eval.cache_dir": str(cache), "eval.evaluator_subset": 5000, "eval.evaluator_epochs": 1,
-                 "eval.samples": 300, "eval.checkpoint_samples": 100, "diffusion.sample_steps": 10}
+                 "eval.samples": 300, "eval.checkpoint_samples": 100, "diffusion.sample_steps": 10,
+                 "train.threads": 1}  # two test workers share 2 cores: more threads spin
     if probe.name in image_roots:
         overrides.update({"data.root": str(image_roots[probe.name]), "data.subset": None})  # all 192 test images
     else:
@@ -116,6 +117,6 @@ def test_quick_preset_runs_end_to_end(name, image_roots, tmp_path_factory):
         gallery = json.loads((run / "05_sample_gallery.ipynb").read_text())
         cell = next(c for c in gallery["cells"] if "samples_per_class" in "".join(c["source"]))
         shown = [o for o in cell["outputs"] if "image/png" in o.get("data", {})]
-        assert len(shown) == (2 if real_data_name() == "fashion-mnist" else 1)  # per class, and Sneaker
+        assert len(shown) == 2  # per class, and the first trained class
     if name == "imagefolder128":
         assert metrics["evaluation"]["available"] is False

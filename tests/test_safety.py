@@ -129,3 +129,15 @@ def test_metrics_json_stays_strict(tmp_path):
     write_json(tmp_path / "m.json", {"fd": math.nan, "kid": math.inf, "ok": 1.5})
     assert json.loads((tmp_path / "m.json").read_text(), parse_constant=lambda c: pytest.fail(c)) == {
         "fd": None, "kid": None, "ok": 1.5}
+
+
+def test_report_parameters_reach_the_notebooks_and_are_checked(tmp_path):
+    sweep = load_sweep(write_sweep(tmp_path, "report: {parameters: {sample_class: '3', class_count: 8}}\n"))
+    assert sweep.parameters == {"sample_class": "3", "class_count": 8}
+    for body, message in [("report: {parameters: {sampel_class: Bag}}\n", "no notebook of this sweep has that"),
+                          ("report: {parameters: {run_dir: /tmp}}\n", "set by the runner"),
+                          ("report: {notebooks: [02_training], parameters: {sample_class: Bag}}\n",
+                           "report.parameters.sample_class: no notebook"),
+                          ("report: {parameters: {class_count: [1, 2]}}\n", "must be a string, number")]:
+        with pytest.raises(ConfigError, match=message):
+            load_sweep(write_sweep(tmp_path, body))

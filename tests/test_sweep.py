@@ -87,6 +87,10 @@ def test_sweep_produces_reports_and_index(smoke_sweep):
         metrics = json.loads((sweep_dir / run / "metrics.json").read_text())
         assert {"training", "architecture", "loss_analysis", "evaluation"} <= metrics.keys()
         assert np.isfinite(metrics["training"]["final_loss_d"])
+        assert set(status["notebook_s"]) == set(notebooks) and all(t > 0 for t in status["notebook_s"].values())
+    # the evaluator trained once, beside the runs rather than before them
+    assert any("evaluator in the background" in line for line in lines), lines
+    assert len(list((tmp / "cache" / "evaluators").glob("*.pt"))) == 1
     index = (sweep_dir / "index.html").read_text()
     assert "z8/02_training.html" in index and "z16/05_sample_gallery.html" in index
     summary = (sweep_dir / "summary.csv").read_text().splitlines()

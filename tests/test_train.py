@@ -8,7 +8,6 @@ import torch
 from PIL import Image
 
 from gan_core.analysis.latent import class_samples
-from gan_core.models import FAMILIES as REGISTRY
 from gan_core.models import CheckpointError, load_family, read_checkpoint
 from gan_core.models import base as models_base
 from gan_core.training import Trainer, TrainingError, read_log, train
@@ -197,14 +196,6 @@ def test_precision_auto_follows_the_hardware(tiny_config, tmp_path, monkeypatch,
     assert metrics["precision"].startswith(picked) and picked in lines[0]
     assert picked in (tmp_path / "config.yaml").read_text().splitlines()[0]
     assert any("emulated" in str(w.message) for w in caught) == ("emulated" in picked)
-
-
-def test_precision_auto_keeps_fp32_where_bf16_is_slower(monkeypatch):
-    """DDPM's U-Net (GroupNorm, attention) runs slower in bf16 on a CPU: auto stays fp32 there."""
-    monkeypatch.setattr(models_base, "native_bf16", lambda device: (True, "CPU has amx_bf16"))
-    chosen = models_base.Precision.choose(torch.device("cpu"), "auto", "auto", REGISTRY["ddpm"].cpu_bf16, "ddpm")
-    assert chosen.dtype is None and not chosen.channels_last
-    assert chosen.note == "fp32 (auto: CPU has amx_bf16, but bf16 is slower for ddpm on a CPU)"
 
 
 def test_native_bf16_reads_the_cpu_flags():

@@ -11,6 +11,7 @@ import fcntl
 import hashlib
 import io
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -83,9 +84,9 @@ def load_evaluator(config: Config, log: Callable[[str], None] = print) -> tuple[
     """
     recipe = evaluator_recipe(config)
     key = recipe_hash(recipe)
-    cache = Path(config.eval.cache_dir).expanduser() / "evaluators"
+    path = cache_path(config)
+    cache = path.parent
     cache.mkdir(parents=True, exist_ok=True)
-    path = cache / f"{recipe['data']}-{key}.pt"
     with open(cache / f"{path.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         state = _read_cache(path, key, log)
@@ -151,6 +152,14 @@ def features(model: Evaluator, images: torch.Tensor) -> torch.Tensor:
     return _batched(model.features, images).double()
 
 
+@torch.no_grad()
+def features_and_classes(model: Evaluator, images: torch.Tensor, batch: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, 128) features and (N,) predicted class ids of images, in one pass of the network."""
+    out = [model.features(images[i:i + batch]) for i in range(0, len(images), batch)]
+    feats = torch.cat(out)
+    return feats.double(), model.head(feats).argmax(1)
+
+
 def predict(model: Evaluator, images: torch.Tensor) -> torch.Tensor:
     """(N,) predicted class ids."""
     return _batched(lambda x: model(x).argmax(1), images)
@@ -169,3 +178,21 @@ def to_evaluator_input(images: torch.Tensor, config: Config) -> torch.Tensor:
 
 
 DISPLAY_NAMES = {"fashion-mnist": "Fashion-MNIST", "mnist": "MNIST", "digits": "digits", "cifar10": "CIFAR-10"}
+
+
+def cache_path(config: Config) -> Path:
+    """Where the evaluator of ``config.data`` is cached."""
+    recipe = evaluator_recipe(config)
+    return Path(config.eval.cache_dir).expanduser() / "evaluators" / f"{recipe['data']}-{recipe_hash(recipe)}.pt"
+
+
+def main(argv: list[str]) -> int:
+    """``python -m gan_core.evaluation.evaluator CONFIG.yaml``: train (or find) the config's
+    evaluator, e.g. in the background while a sweep's first runs train."""
+    from ..config import load
+    load_evaluator(load(argv[0]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

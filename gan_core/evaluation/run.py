@@ -2,6 +2,9 @@
 and at every saved checkpoint."""
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -9,11 +12,15 @@ from typing import Any, Callable
 import torch
 
 from ..config import Config
+from ..data import load_data
 from ..models import ModelFamily, load_family
-from ..rundir import RunDir, epoch_of, write_json
-from .evaluator import (DISPLAY_NAMES, EVALUATOR_SIZES, evaluator_data, features, load_evaluator, predict,
+from ..rundir import RunDir, epoch_of, read_json, write_json
+from .evaluator import (DISPLAY_NAMES, EVALUATOR_SIZES, evaluator_data, features_and_classes, load_evaluator,
                         to_evaluator_input)
-from .scores import SCORES, class_scores, conditional_scores, feature_scores
+from .scores import SCORES, class_scores, conditional_scores, feature_scores, kth_radii, pixel_statistics
+
+FLOOR_VERSION = 1  # bump when the floor's scores change: cached floors are then recomputed
+PIXEL_SAMPLES = 500  # generated images for the pixel statistics of data without an evaluator
 
 
 def sample_images(family: ModelFamily, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -24,23 +31,45 @@ def sample_images(family: ModelFamily, n: int, seed: int) -> tuple[torch.Tensor,
 
 
 class Scorer:
-    """Scores generators of one config against its real test split, and the real floor."""
+    """Scores generators of one config against its real test split, and the real floor.
+
+    What depends on the real side alone is computed once: the test features, their k-NN radii
+    per sample count, and the floor, which is cached beside the evaluator (it depends on the data
+    set, the evaluator, the sample count and the score settings, not on any run)."""
 
     def __init__(self, config: Config, log: Callable[[str], None] = print):
         self.config, self.log = config, log
         self.model, self.info = load_evaluator(config, log)
         self.name = f"FD ({DISPLAY_NAMES[config.data.name]} classifier)"
         self.test = evaluator_data(config, "test", classes=config.data.classes)
-        self._real_features = features(self.model, self.test.images)
+        self._real_features = self._cached_test_features()
+        self._radii: dict[int, torch.Tensor] = {}
 
-    def score(self, images: torch.Tensor, requested: torch.Tensor | None = None) -> dict[str, Any]:
+    def _cached_test_features(self) -> torch.Tensor:
+        """The test split's features, cached beside the evaluator (they depend on nothing else)."""
+        path = Path(self.info["path"]).with_suffix(f".test-{_key({'classes': self.config.data.classes})}.pt")
+        if path.exists():
+            cached = torch.load(path, weights_only=True)
+            if len(cached) == len(self.test):
+                return cached
+        real = features_and_classes(self.model, self.test.images)[0]
+        tmp = path.with_suffix(".tmp")
+        torch.save(real, tmp)
+        tmp.replace(path)
+        return real
+
+    def score(self, images: torch.Tensor, requested: torch.Tensor | None = None,
+              detail: bool = True) -> dict[str, Any]:
         """All scores of generated images (N, C, H, W) in [-1, 1] against the test split; with
-        the classes ``requested`` (N,) of a conditional G, also how often the evaluator agrees."""
+        the classes ``requested`` (N,) of a conditional G, also how often the evaluator agrees.
+        ``detail``: intervals and KID's spread over 100 subsets (else 10 subsets, no intervals:
+        enough for a curve over checkpoints)."""
         images = to_evaluator_input(images, self.config)
-        fake = features(self.model, images)
+        fake, predicted = features_and_classes(self.model, images)
         real = self._real_features[:len(images)]
-        predicted = predict(self.model, images)
-        scores = {**feature_scores(real, fake, self.config.eval),
+        if len(real) not in self._radii:
+            self._radii[len(real)] = kth_radii(real, self.config.eval.nearest_k)
+        scores = {**feature_scores(real, fake, self.config.eval, real_radii=self._radii[len(real)], detail=detail),
                   **class_scores(predicted, self.test.labels, list(self.test.classes)),
                   "samples": len(images), "real_samples": len(real)}
         if requested is not None:
@@ -48,9 +77,23 @@ class Scorer:
         return scores
 
     def floor(self, n: int) -> dict[str, Any]:
-        """The same scores for ``n`` real training images: the best a generator can reach."""
-        train = evaluator_data(self.config, "train", subset=n, classes=self.config.data.classes)
-        return self.score(train.images)
+        """The same scores for ``n`` real training images (a fixed random subset): the best a
+        generator can reach. Cached beside the evaluator."""
+        e, classes = self.config.eval, self.config.data.classes
+        key = {"evaluator": self.info["path"], "n": n, "classes": classes, "nearest_k": e.nearest_k,
+               "kid_subset": e.kid_subset, "version": FLOOR_VERSION}
+        path = Path(self.info["path"]).with_suffix(f".floor-{_key(key)}.json")
+        cached = read_json(path)
+        if cached.get("key") == key:
+            return cached["scores"]
+        fixed = dataclasses.replace(self.config, train=dataclasses.replace(self.config.train, seed=0))
+        scores = self.score(evaluator_data(fixed, "train", subset=n, classes=classes).images)
+        write_json(path, {"key": key, "scores": scores})
+        return scores
+
+
+def _key(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def evaluate_run(run_dir: str | Path, samples: int | None = None, checkpoints: bool = True,
@@ -74,8 +117,12 @@ def evaluate_run(run_dir: str | Path, samples: int | None = None, checkpoints: b
 
     family, config = load_family(run.last_checkpoint)
     if config.data.name not in EVALUATOR_SIZES:
+        n = min(samples or PIXEL_SAMPLES, PIXEL_SAMPLES)
+        real = load_data(config).sample(2 * n, seed=0)
         result = {"available": False, "reason": f"{config.data.name} has no labelled evaluator: FD, KID, "
-                  "precision/recall and class histograms are unavailable; judge the samples by eye"}
+                  "precision/recall and class histograms are unavailable; below are pixel-space statistics, "
+                  "and the sample gallery shows the samples beside their nearest real images",
+                  "pixel": pixel_statistics(sample_images(family, n, config.train.seed + 12345)[0], real)}
         return keep(result)
     start = time.perf_counter()
     scorer = Scorer(config, log)
@@ -101,7 +148,7 @@ def _over_training(run: RunDir, scorer: Scorer, config: Config, seed: int) -> li
     for path in run.snapshots():
         family, _ = load_family(path)
         epoch = epoch_of(path)
-        scores = scorer.score(*sample_images(family, n, seed))
+        scores = scorer.score(*sample_images(family, n, seed), detail=False)
         rows.append({"epoch": epoch, **_brief(scores), "floor": False})
     return rows
 

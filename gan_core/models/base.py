@@ -84,15 +84,12 @@ class Precision:
         self.note = note or self.name
 
     @classmethod
-    def choose(cls, device: torch.device, precision: str, channels_last: bool | str,
-               cpu_bf16: bool = True, family: str = "") -> "Precision":
+    def choose(cls, device: torch.device, precision: str, channels_last: bool | str) -> "Precision":
         """``train.precision``/``train.channels_last`` for ``device``: ``auto`` is bf16 autocast +
-        channels_last where the device computes bf16 natively, fp32 elsewhere (never slower).
-        ``cpu_bf16``: whether bf16 was measured faster for this ``family`` on such a CPU."""
+        channels_last where the device computes bf16 natively, fp32 elsewhere (never slower:
+        measured for every family in README, Performance)."""
         native, why = native_bf16(device)
-        if precision == "auto" and native and device.type == "cpu" and not cpu_bf16:
-            precision, reason = "fp32", f"auto: {why}, but bf16 is slower for {family} on a CPU"
-        elif precision == "auto":
+        if precision == "auto":
             precision = "bf16" if native else "fp32"
             reason = f"auto: {why}"
         elif precision == "bf16" and not native:
@@ -222,8 +219,6 @@ class ModelFamily:
     """
 
     archs: ClassVar[tuple[str, ...]] = ()  # the model.arch names this family builds
-    # train.precision auto on a CPU with native bf16: bf16 + channels_last only where measured faster
-    cpu_bf16: ClassVar[bool] = False
     # optimizer -> the network it trains; each optimizer's settings are the config section of its name
     optimized: ClassVar[dict[str, str]] = {"optim_g": "generator"}
 

@@ -94,7 +94,6 @@ class DCGAN(GAN):
     """A DCGAN pair: transposed convolutions up from a 4x4 (or 7x7) map, a mirrored convolutional D."""
 
     archs = ("dcgan",)
-    cpu_bf16 = True  # quick preset, 2 cores with AMX: bf16 + channels_last 1.46x fp32 (README, Performance)
 
     @classmethod
     def check(cls, config: Config, source: str) -> None:

@@ -245,7 +245,7 @@ def _local(jobs: list[Job], settings: ExecutorSettings, log: Callable[[str], Non
                 free.append(slot)
                 results.append(_outcome(job, lambda: _finished(job, process), log))
     except BaseException as err:  # Ctrl-C, SIGTERM, any failure here: no run goes on unseen
-        _stop(list(running))
+        stop_processes(list(running))
         for job, _ in running.values():
             log(f"{_lost(job, err)['run']}: interrupted; running the sweep again resumes it")
         raise
@@ -280,7 +280,7 @@ class RunProcessDied(RuntimeError):
     """A run's process ended without finishing the run."""
 
 
-def _stop(processes: list[subprocess.Popen], grace_s: float = 10.0) -> None:
+def stop_processes(processes: list[subprocess.Popen], grace_s: float = 10.0) -> None:
     """SIGTERM each process group, SIGKILL what is left after ``grace_s`` (kernels follow their run)."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for process in processes:

@@ -41,6 +41,7 @@ class Job:
     code: bool
     pdf: bool
     threads: int
+    parameters: tuple[tuple[str, Any], ...] = ()  # the notebooks' own parameters (report.parameters)
 
 
 @contextmanager
@@ -100,7 +101,7 @@ def execute_run(job: Job) -> dict[str, Any]:
     status: dict[str, Any] = {"status": "running", "started": _now(), "reports": [], "host": os.uname().nodename}
     run.write_status(status)
     start = time.perf_counter()
-    params = {"config_path": str(run.config), "run_dir": str(run.root), "progress": False}
+    params = {**dict(job.parameters), "config_path": str(run.config), "run_dir": str(run.root), "progress": False}
     durations = status["notebook_s"] = {}
     with started_kernel(run.root) as kernel:
         for notebook in map(Path, job.notebooks):
@@ -129,7 +130,8 @@ def execute_run(job: Job) -> dict[str, Any]:
 def main(argv: list[str]) -> int:
     """``python -m gan_core.orchestration.job JOB.json``: one run in a process of its own (the
     local executor's worker). It exits when its parent (the sweep) is gone, and its kernel with it."""
-    job = Job(**{k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(Path(argv[0]).read_text()).items()})
+    raw = json.loads(Path(argv[0]).read_text())
+    job = Job(**{**raw, "notebooks": tuple(raw["notebooks"]), "parameters": tuple(map(tuple, raw["parameters"]))})
     parent = os.getppid()
 
     def watch_parent() -> None:

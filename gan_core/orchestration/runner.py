@@ -12,6 +12,8 @@ import fnmatch
 import os
 import platform
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,7 +40,7 @@ def prepare_run(run: Run, sweep: Sweep, sweep_dir: Path, threads: int, force: bo
     run_dir = sweep_dir / run.name
     config = run.config.replace({"train.threads": run.config.train.threads or threads,
                                  "train.progress": False})
-    key = run_key(config, sweep.notebooks, sweep.code)
+    key = run_key(config, sweep.notebooks, sweep.code, sweep.parameters)
     files = RunDir(run_dir)
     done = files.done
     if not force and done.exists() and done.read_text() == key:
@@ -55,7 +57,8 @@ def prepare_run(run: Run, sweep: Sweep, sweep_dir: Path, threads: int, force: bo
     run_dir.mkdir(parents=True, exist_ok=True)
     done.unlink(missing_ok=True)
     config_lib.save(config, files.config)
-    return Job(str(run_dir), tuple(str(p) for p in sweep.notebooks), key, sweep.code, pdf, config.train.threads)
+    return Job(str(run_dir), tuple(str(p) for p in sweep.notebooks), key, sweep.code, pdf, config.train.threads,
+               tuple(sweep.parameters.items()))
 
 
 def _same_config(path: Path, config: config_lib.Config) -> bool:
@@ -133,17 +136,23 @@ def _run_locked(sweep: Sweep, sweep_dir: Path, runs: list[Run], engine: executor
         else:
             jobs_todo[run.name] = job
     _write_sweep_file(sweep, sweep_dir)
+    evaluators = []
     if jobs_todo and any("evaluation" in p.stem for p in sweep.notebooks):
-        _prepare_evaluators([r for r in runs if r.name in jobs_todo], log)
+        evaluators = _start_evaluators([jobs_todo[r.name] for r in runs if r.name in jobs_todo], log)
+        if engine.name != "local":  # other machines share the cache, not necessarily its lock: train first
+            for process in evaluators:
+                process.wait()
     counts = sorted({job.threads for job in jobs_todo.values()}) or [threads]
     log(f"{sweep.path}: {len(runs)} runs, {len(jobs_todo)} to execute, {executors.describe(engine)}, "
         f"{'/'.join(map(str, counts))} threads each -> {sweep_dir}")
     try:
         results = executors.submit_jobs(list(jobs_todo.values()), engine, log)
     except BaseException:  # Ctrl-C, SIGTERM, an engine's failure: the index still tells what happened
+        executors.stop_processes(evaluators)
         with contextlib.suppress(Exception):
             log(f"index: {build_index(sweep, sweep_dir, pdf).resolve()}")
         raise
+    executors.stop_processes(evaluators)  # done by now: the runs' evaluations waited for them
     index = build_index(sweep, sweep_dir, pdf)
     failed = [r for r in results if r["status"] != "ok"]
     log(f"index: {index.resolve()}")
@@ -154,23 +163,33 @@ def _run_locked(sweep: Sweep, sweep_dir: Path, runs: list[Run], engine: executor
     return 0
 
 
-def _prepare_evaluators(runs: list[Run], log: Callable[[str], None]) -> None:
-    """Train (or find cached) each evaluator once here, before parallel runs would each want it."""
+def _start_evaluators(jobs: list[Job], log: Callable[[str], None]) -> list[subprocess.Popen]:
+    """Train each missing evaluator in a process of its own (one thread) while the first runs
+    train; a run's evaluation that needs it waits on the cache's lock, so none trains it twice."""
     from ..evaluation import evaluator
-    done = set()
-    for run in runs:
-        if run.config.data.name in evaluator.EVALUATOR_SIZES:
-            key = evaluator.recipe_hash(evaluator.evaluator_recipe(run.config)), run.config.eval.cache_dir
-            if key not in done:
-                evaluator.load_evaluator(run.config, log)
-                done.add(key)
+    started, processes = set(), []
+    for job in jobs:
+        config = config_lib.load(RunDir(job.run_dir).config)
+        if config.data.name not in evaluator.EVALUATOR_SIZES:
+            continue
+        path = evaluator.cache_path(config)
+        if path.exists() or path in started:
+            continue
+        started.add(path)
+        log(f"training the {config.data.name} evaluator in the background (once; cached in {path.parent})")
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "gan_core.evaluation.evaluator", str(RunDir(job.run_dir).config)],
+            env=dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1"),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+    return processes
 
 
 def _write_sweep_file(sweep: Sweep, sweep_dir: Path) -> None:
     """sweep.json: the runs in order and what each changes, for the index."""
     write_json(SweepDir(sweep_dir).sweep_file, {
         "sweep": str(sweep.path), "base": str(sweep.base),
-        "runs": [{"name": r.name, "overrides": r.overrides} for r in sweep.runs]})
+        "runs": [{"name": r.name, "overrides": r.overrides, "configuration": r.configuration, "seed": r.seed}
+                 for r in sweep.runs]})
 
 
 def build_index(sweep: Sweep, sweep_dir: Path, pdf: bool = False) -> Path:

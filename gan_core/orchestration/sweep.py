@@ -7,7 +7,9 @@
       model.latent_dim: [10, 100]
     variants:                        # named override sets (optional; crossed with the grid)
       lsgan: {loss.kind: mse}
-    report: {code: false, notebooks: [01_architecture, 02_training]}
+    seeds: [0, 1, 2]                 # each configuration once per train.seed: runs bs64-z10-s0, ...
+    report: {code: false, notebooks: [01_architecture, 02_training],
+             parameters: {sample_class: Bag}}    # the notebooks' own parameters (optional)
     quick:                           # --quick: a CPU-sized version (optional)
       set: {train.epochs: 1}         #   joins set: (the variants and grid still override it)
       grid: {train.batch_size: [64]} #   replaces these axes of the grid
@@ -37,9 +39,10 @@ from .executors import ExecutorSettings, parse_settings
 
 SUMMARY_NOTEBOOK = "07_sweep_summary"
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=-]{0,99}")  # a run's folder: no '/', '..', HTML or spaces
-SWEEP_KEYS = {"base", "set", "grid", "variants", "report", "executor", "quick"}
-QUICK_KEYS = {"set", "grid", "variants"}
-REPORT_KEYS = {"code", "notebooks"}
+SWEEP_KEYS = {"base", "set", "grid", "variants", "seeds", "report", "executor", "quick"}
+QUICK_KEYS = {"set", "grid", "variants", "seeds"}
+REPORT_KEYS = {"code", "notebooks", "parameters"}
+RUN_PARAMETERS = {"config_path", "run_dir", "progress"}  # what the runner passes every notebook itself
 RUNTIME_KEYS = {"train.threads", "train.progress"}  # change how a run is executed, not what it computes
 SHORT_NAMES = {"train.batch_size": "bs", "model.latent_dim": "z", "train.epochs": "ep",
                "optim_g.lr": "glr", "optim_d.lr": "dlr", "loss.kind": "", "loss.real_label": "real",
@@ -48,11 +51,14 @@ SHORT_NAMES = {"train.batch_size": "bs", "model.latent_dim": "z", "train.epochs"
 
 @dataclass(frozen=True)
 class Run:
-    """One configuration of a sweep: a readable name, what differs from the base, the config."""
+    """One run of a sweep: a readable name, what differs from the base, the config, and its
+    configuration (everything but the seed: runs of one configuration differ only in seed)."""
 
     name: str
     overrides: dict[str, Any]
     config: Config
+    configuration: str = ""
+    seed: int | None = None  # set by the sweep's seeds:, else None
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,7 @@ class Sweep:
     code: bool = False
     base: Path = field(default=Path())
     executor: ExecutorSettings = field(default_factory=ExecutorSettings)  # runtime: not in run_key
+    parameters: dict[str, Any] = field(default_factory=dict)  # report.parameters: the notebooks' own
 
 
 def load_sweep(path: str | Path, quick: bool = False, overrides: dict[str, Any] | None = None) -> Sweep:
@@ -91,9 +98,14 @@ def load_sweep(path: str | Path, quick: bool = False, overrides: dict[str, Any] 
     overrides = overrides or {}
     if overrides:
         base.replace(overrides, f"{path} with --set {', '.join(overrides)}")  # errors name --set, not the file
-    runs = [Run(name, changes, models.check(base.replace({**changes, **overrides}, f"{path} (run {name})"),
-                                            f"{path} (run {name})"))
-            for name, changes in expand(path, raw)]
+    seeds = _seeds(path, raw, overrides)
+    runs = []
+    for configuration, changes in expand(path, raw):
+        for seed in seeds or [None]:
+            name, seeded = (configuration, changes) if seed is None else (f"{configuration}-s{seed}",
+                                                                          {**changes, "train.seed": seed})
+            config = models.check(base.replace({**seeded, **overrides}, f"{path} (run {name})"), f"{path} (run {name})")
+            runs.append(Run(name, seeded, config, configuration, seed))
     for run in runs:
         if not SAFE_NAME.fullmatch(run.name) or run.name.startswith("_"):
             raise ConfigError(f"{path}: run name {run.name!r} is not a safe folder name (letters, digits, "
@@ -107,8 +119,49 @@ def load_sweep(path: str | Path, quick: bool = False, overrides: dict[str, Any] 
     wanted = report.get("notebooks") or sorted(p.stem for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")
                                                if p.stem != SUMMARY_NOTEBOOK)
     notebooks = [_find_notebook(path, name) for name in wanted]
+    parameters = _notebook_parameters(path, _mapping(path, report, "parameters"), notebooks)
     return Sweep(path.stem + ("-quick" if quick else ""), path, runs, notebooks, bool(report.get("code", False)),
-                 base_path, executor=executor)
+                 base_path, executor=executor, parameters=parameters)
+
+
+def _notebook_parameters(path: Path, parameters: dict[str, Any], notebooks: list[Path]) -> dict[str, Any]:
+    """``report.parameters``: values for the notebooks' own parameters (e.g. the gallery's
+    ``sample_class``), each declared by one of the sweep's notebooks and a plain value."""
+    if not parameters:
+        return {}
+    import papermill
+    declared = {name: nb.stem for nb in notebooks for name in papermill.inspect_notebook(str(nb))}
+    for key, value in parameters.items():
+        if key in RUN_PARAMETERS:
+            raise ConfigError(f"{path}: report.parameters.{key} is set by the runner for each run")
+        if key not in declared:
+            known = ", ".join(sorted(set(declared) - RUN_PARAMETERS)) or "none"
+            raise ConfigError(f"{path}: report.parameters.{key}: no notebook of this sweep has that parameter "
+                              f"(they have: {known})")
+        if not isinstance(value, (str, int, float, bool)):
+            raise ConfigError(f"{path}: report.parameters.{key} must be a string, number or true/false (got {value!r})")
+    return parameters
+
+
+def _seeds(path: Path, raw: dict[str, Any], overrides: dict[str, Any]) -> list[int]:
+    """``seeds: [0, 1, 2]``: every configuration once per seed (``train.seed``)."""
+    if "seeds" not in raw:
+        return []
+    seeds = raw["seeds"]
+    if not isinstance(seeds, list) or not seeds:
+        raise ConfigError(f"{path}: seeds must be a non-empty list of integers, e.g. [0, 1, 2] (got {seeds!r})")
+    for seed in seeds:
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ConfigError(f"{path}: seeds: {seed!r} is not a non-negative integer")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"{path}: seeds: {seeds} repeats a seed")
+    places = {"grid": _mapping(path, raw, "grid"), "set": _mapping(path, raw, "set"), "--set": overrides,
+              **{f"variants.{n}": v for n, v in _mapping(path, raw, "variants").items() if isinstance(v, dict)}}
+    for where, values in places.items():
+        if "train.seed" in values:
+            raise ConfigError(f"{path}: {where} sets train.seed ({values['train.seed']!r}) and seeds: {seeds} sets it "
+                              "too: use one of them")
+    return seeds
 
 
 def _quick(path: Path, raw: dict[str, Any]) -> dict[str, Any]:
@@ -118,13 +171,14 @@ def _quick(path: Path, raw: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"{path}: --quick needs a 'quick:' section (set, grid, variants) in the sweep file")
     quick = _mapping(path, raw, "quick")
     if unknown := set(quick) - QUICK_KEYS:
-        raise ConfigError(f"{path}: unknown key quick.{sorted(unknown)[0]} (known: set, grid, variants)")
+        raise ConfigError(f"{path}: unknown key quick.{sorted(unknown)[0]} (known: {', '.join(sorted(QUICK_KEYS))})")
     grid, variants = _mapping(path, raw, "grid"), _mapping(path, raw, "variants")
     if extra := set(_mapping(path, quick, "grid")) - set(grid):
         raise ConfigError(f"{path}: quick.grid.{sorted(extra)[0]} is not an axis of the grid (axes: {list(grid)})")
     if extra := set(_mapping(path, quick, "variants")) - set(variants):
         raise ConfigError(f"{path}: quick.variants.{sorted(extra)[0]} is not a variant (variants: {list(variants)})")
-    return {**raw, "set": {**_mapping(path, raw, "set"), **_mapping(path, quick, "set")},
+    return {**raw, **({"seeds": quick["seeds"]} if "seeds" in quick else {}),
+            "set": {**_mapping(path, raw, "set"), **_mapping(path, quick, "set")},
             "grid": {**grid, **_mapping(path, quick, "grid")},
             "variants": {name: {**changes, **quick.get("variants", {}).get(name, {})}
                          for name, changes in variants.items()}}
@@ -183,10 +237,11 @@ def settings(config: Config) -> dict[str, Any]:
     return {k: v for k, v in config_lib.flatten(config.to_dict()).items() if k not in RUNTIME_KEYS}
 
 
-def run_key(config: Config, notebooks: list[Path], code: bool) -> str:
-    """Hash of what a run's results depend on: config, notebooks, gan_core's code, report options."""
+def run_key(config: Config, notebooks: list[Path], code: bool, parameters: dict[str, Any] | None = None) -> str:
+    """Hash of what a run's results depend on: config, notebooks and their parameters,
+    gan_core's code, report options."""
     digest = hashlib.sha256()
-    digest.update(json.dumps(settings(config), sort_keys=True).encode())
+    digest.update(json.dumps([settings(config), parameters or {}], sort_keys=True).encode())
     for path in [*notebooks, *sorted(PACKAGE.rglob("*.py"))]:
         digest.update(str(path.relative_to(path.parent.parent)).encode() + path.read_bytes())
     digest.update(str(code).encode())

@@ -284,13 +284,14 @@ def nearest_neighbours(fake: torch.Tensor, neighbours: torch.Tensor, distances: 
 
 
 # --- quality scores ----------------------------------------------------------------------------
-def class_histogram(generated: dict[str, float], data: dict[str, float]) -> Figure:
-    """Share of generated samples per predicted class, beside the data's class shares."""
-    names = list(data)
+def class_histogram(generated: dict[str, float], data: dict[str, float], outside: float = 0.0) -> Figure:
+    """Share of generated samples per predicted class (the trained classes, then ``outside``:
+    the share put in classes not trained on), beside the data's class shares."""
+    names = list(data) + (["not trained on"] if outside > 0 else [])
     x = np.arange(len(names))
     fig, ax = _figure(figsize=(10, 3.8))
-    ax.bar(x - 0.2, [data[n] for n in names], 0.4, label="real test split", color="C0")
-    ax.bar(x + 0.2, [generated.get(n, 0.0) for n in names], 0.4, label="generated", color="C3")
+    ax.bar(x - 0.2, [data.get(n, 0.0) for n in names], 0.4, label="real test split", color="C0")
+    ax.bar(x + 0.2, [generated.get(n, outside) for n in names], 0.4, label="generated", color="C3")
     ax.set_xticks(x, names, rotation=30, ha="right")
     ax.set_ylabel("share of samples")
     ax.set_title("Classes of generated samples, as the evaluator classifies them")
@@ -314,6 +315,7 @@ def quality_over_training(rows: list[dict], name: str) -> Figure:
         right.plot(epochs, [r[key] for r in runs], "o-", color=color, label=key)
         right.axhline(floor[key], color=color, linestyle=":", alpha=0.7)
     right.set_xlabel("epoch")
+    right.set_ylabel("share (0 to 1)")
     right.set_ylim(0, 1.05)
     right.set_title("Precision, recall, coverage (dotted: floor)")
     right.legend()

@@ -9,33 +9,47 @@ from urllib.parse import quote
 
 import pandas as pd
 
+from .. import config as config_lib
+from .. import models
+from ..analysis.losses import load_log, per_epoch
 from ..rundir import RunDir, SweepDir
 from .html import facts_table, provenance
 
 HIDDEN_INDEX_COLUMNS = ("error", "images_per_s", "kid", "fd_floor")  # kept in summary.csv
 
 
-def sweep_runs(sweep_dir: str | Path) -> list[tuple[str, dict[str, Any]]]:
-    """(run name, overrides) in sweep order from sweep.json, else every sub-folder holding a config."""
+def sweep_runs(sweep_dir: str | Path) -> list[dict[str, Any]]:
+    """The runs in sweep order from sweep.json (name, overrides, configuration, seed), else every
+    sub-folder holding a config (each its own configuration)."""
     info = SweepDir(sweep_dir).read_sweep()
-    if info:
-        return [(r["name"], r["overrides"]) for r in info["runs"]]
-    return [(p.parent.name, {}) for p in sorted(Path(sweep_dir).glob("*/config.yaml"))]
+    runs = info.get("runs") or [{"name": p.parent.name, "overrides": {}}
+                                for p in sorted(Path(sweep_dir).glob("*/config.yaml"))]
+    return [{"configuration": r["name"], "seed": None, **r} for r in runs]
+
+
+def settings_of(runs: list[dict[str, Any]]) -> list[str]:
+    """The settings the sweep varies between configurations (the seed aside), in order."""
+    return list(dict.fromkeys(k for r in runs for k in r["overrides"] if k != "train.seed"))
 
 
 def sweep_table(sweep_dir: str | Path) -> pd.DataFrame:
-    """One row per run: what differs, status, duration and figures from metrics.json."""
+    """One row per run: its configuration, seed and settings, status, duration and figures."""
     if not Path(sweep_dir).is_dir():
         raise FileNotFoundError(f"{sweep_dir}: no such sweep folder (give the notebook sweep_dir = a folder "
                                 "of run folders, e.g. reports/quick)")
+    runs = sweep_runs(sweep_dir)
+    settings = settings_of(runs)
     rows = []
-    for name, overrides in sweep_runs(sweep_dir):
-        run = RunDir(Path(sweep_dir) / name)
+    for info in runs:
+        run = RunDir(Path(sweep_dir) / info["name"])
         status = run.read_status()
         metrics = run.read_metrics()
         training = metrics.get("training", {})
+        overrides = {k: v for k, v in info["overrides"].items() if k != "train.seed"}
         rows.append({
-            "run": name, "differs": ", ".join(f"{k}={v}" for k, v in overrides.items()),
+            "run": info["name"], "configuration": info["configuration"], "seed": info["seed"],
+            "differs": ", ".join(f"{k}={v}" for k, v in overrides.items()),
+            **{k: str(overrides.get(k, "")) for k in settings},
             "status": status.get("status", "ok" if training else "not run"),
             "duration_s": status.get("duration_s"), "epochs": training.get("epochs"),
             **loss_figures(training), "images_per_s": training.get("images_per_s"),
@@ -43,6 +57,7 @@ def sweep_table(sweep_dir: str | Path) -> pd.DataFrame:
             "error": status.get("error", ""),
         })
     table = pd.DataFrame(rows)
+    table.attrs["settings"] = settings
     if "fd" in table and table["fd"].notna().any():  # rank by the evaluator's Frechet distance
         table.insert(1, "rank", table["fd"].rank(method="min").astype("Int64"))
     return table
@@ -73,7 +88,10 @@ def index_html(table: pd.DataFrame, sweep_dir: str | Path) -> str:
                  f"images score {table['fd_floor'].dropna().iloc[0]:.3g} (the floor). KID, images/s and "
                  "the rest are in summary.csv.</p>")
         table = table.sort_values("rank", kind="stable")
-    hidden = [c for c in table if c in HIDDEN_INDEX_COLUMNS or c.startswith("mean_") or c.startswith("final_acc")]
+    hidden = [c for c in table if c in HIDDEN_INDEX_COLUMNS or c.startswith("mean_") or c.startswith("final_acc")
+              or "." in c]  # the swept settings: "differs" names them
+    if "configuration" in table and (table["configuration"] == table["run"]).all():
+        hidden.append("configuration")  # no seeds: every run is its own configuration
     shown = table.drop(columns=hidden).dropna(axis=1, how="all")
     shown = shown.apply(lambda col: col.map(lambda v: html.escape(v) if isinstance(v, str) else v))  # names, values
     # links and grids right after the run's name: the table is wide, they must not scroll away
@@ -115,3 +133,25 @@ def sweep_header_html(sweep_dir: str | Path) -> str:
     facts = {"sweep file": info.get("sweep", "-"), "base config": info.get("base", "-"),
              "folder": str(sweep_dir), **provenance()}
     return f"{facts_table(facts)}<h2>Runs</h2>"
+
+
+def seed_curves(sweep_dir: str | Path, table: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Long tables of the finished runs for figures with seed bands: ``losses`` (configuration,
+    seed, epoch, one column per loss, mean per epoch), ``quality`` (configuration, seed, epoch,
+    fd per saved checkpoint) and ``classes`` (configuration, seed, class, share)."""
+    losses, quality, classes = [], [], []
+    for row in table[table["status"] == "ok"].itertuples():
+        run = RunDir(Path(sweep_dir) / row.run)
+        who = {"configuration": row.configuration, "seed": row.seed}
+        if run.log.exists() and run.config.exists():
+            schema = models.log_schema(config_lib.load(run.config))
+            epochs = per_epoch(load_log(run, schema))[list(schema.losses)].reset_index()
+            losses.append(epochs.assign(**who))
+        evaluation = run.read_metrics().get("evaluation", {})
+        for point in evaluation.get("over_training", []):
+            if not point["floor"]:
+                quality.append({**who, "epoch": point["epoch"], "fd": point["fd"]})
+        for name, share in evaluation.get("final", {}).get("class_histogram", {}).items():
+            classes.append({**who, "class": name, "share": share})
+    return {"losses": pd.concat(losses, ignore_index=True) if losses else pd.DataFrame(),
+            "quality": pd.DataFrame(quality), "classes": pd.DataFrame(classes)}

@@ -93,22 +93,37 @@ def _trend_meaning(key: str, rise: float, d_name: str) -> str:
     return ": still learning, train longer" if key in ("loss_g", "loss") else ""
 
 
+def _interval(scores: dict[str, Any], key: str) -> str:
+    low_high = scores.get(f"{key}_ci")
+    return f" [{low_high[0]:.2f}, {low_high[1]:.2f}]" if low_high else ""
+
+
 def score_reading(result: dict[str, Any]) -> list[str]:
     """Short sentences on what the scores say, for the report."""
     if not result.get("available"):
         return [result.get("reason", "no scores")]
     final, floor, name = result["final"], result["floor"], result["name"]
-    lines = [f"{name}: {final['fd']:.2f}, against {floor['fd']:.2f} for real training images "
+    interval = (f" (95 % interval {final['fd_ci'][0]:.2f} to {final['fd_ci'][1]:.2f} from the sampling noise of "
+                f"{final['samples']:,} samples)" if "fd_ci" in final else "")
+    lines = [f"{name}: {final['fd']:.2f}{interval}, against {floor['fd']:.2f} for real training images "
              f"(the floor); lower is better."]
-    lines.append(f"Precision {final['precision']:.2f} (floor {floor['precision']:.2f}): the share of samples "
+    lines.append(f"Precision {final['precision']:.2f}{_interval(final, 'precision')} (floor {floor['precision']:.2f}): "
+                 f"the share of samples "
                  f"that fall on the real data's manifold. Recall {final['recall']:.2f} "
                  f"(floor {floor['recall']:.2f}): the share of the real variety the samples reach.")
     covered, total = final["classes_covered"], final["classes_in_data"]
     favoured = [c for c, share in final["class_histogram"].items()
                 if share > 1.5 * final["data_histogram"].get(c, 0) and share >= COVERED_SHARE]
-    lines.append(f"The generator covers {covered} of {total} classes (KL from the data's class shares "
-                 f"{final['class_kl']:.3f} nats)" + (f"; it favours {', '.join(favoured)}." if favoured else "."))
-    lines.append(f"KID {final['kid']:.3g} ± {final['kid_std']:.2g} (floor {floor['kid']:.2g}): on the "
+    lines.append(f"The generator covers {covered} of the {total} classes it was trained on (KL from the data's "
+                 f"class shares {final['class_kl']:.3f} nats)" + (f"; it favours {', '.join(favoured)}." if favoured
+                                                                  else "."))
+    outside = {c: v for c, v in final.get("outside_histogram", {}).items() if v >= COVERED_SHARE}
+    if outside:
+        lines.append(", ".join(f"{v:.0%} look like {c}" for c, v in outside.items())
+                     + (", a class" if len(outside) == 1 else ", classes") + " not trained on.")
+    spread = (f" ± {final['kid_std']:.2g} over subsets" if final["kid_std"] > 1e-9  # else every subset is all
+              else " (the subsets hold every sample: no spread to show)")
+    lines.append(f"KID {final['kid']:.3g}{spread} (floor {floor['kid']:.2g}): on the "
                  "evaluator's raw features, so not comparable with published KID; it is unbiased, so "
                  "identical distributions can score slightly below 0.")
     if "conditional_accuracy" in final:

@@ -83,9 +83,7 @@ class Trainer:
             torch.set_num_threads(t.threads)
         seed_everything(t.seed)
         self.data = (data or load_data(config)).to(self.device)
-        family = models.family_of(config)
-        self.precision = Precision.choose(self.device, t.precision, t.channels_last, family.cpu_bf16,
-                                          config.model.arch)
+        self.precision = Precision.choose(self.device, t.precision, t.channels_last)
         if self.precision.slow:
             warnings.warn(f"train.precision bf16 on {self.device}: {self.precision.note}", stacklevel=2)
         self.family: ModelFamily = models.build(config, self.data.shape, self.data.classes, self.precision)
