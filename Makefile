@@ -37,6 +37,7 @@ lab: setup
 
 benchmark: setup
 	$(PY) benchmarks/train_throughput.py params/quick.yaml
+	@if [ -d reports/quick ]; then $(PY) benchmarks/sweep_overhead.py reports/quick; fi
 
 clean:
 	rm -rf reports runs

@@ -19,6 +19,14 @@ from .config import ConfigError
 EXECUTORS = ("local", "dask", "slurm")  # orchestration.executors.NAMES, without importing it
 
 
+def preset(path: str) -> str:
+    """``path``, or where an installed package keeps it: ``params/...`` names a shipped preset."""
+    from .paths import PARAMS
+    if not Path(path).exists() and Path(path).parts[:1] == ("params",) and (PARAMS.parent / path).exists():
+        return str(PARAMS.parent / path)
+    return path
+
+
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     """``["train.epochs=3", "loss.kind=mse"]`` -> ``{"train.epochs": 3, "loss.kind": "mse"}``."""
     out = {}
@@ -69,8 +77,11 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="gan_core",
+    from . import __version__
+    prog = "gan-workbook" if Path(sys.argv[0]).name == "gan-workbook" else "python -m gan_core"
+    parser = argparse.ArgumentParser(prog=prog,
                                      description="GAN Workbook: train and report GANs and diffusion models.")
+    parser.add_argument("--version", action="version", version=f"gan-workbook {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("train", help="train one config into a run directory")
     p.add_argument("config", help="a YAML config, e.g. params/quick.yaml")
@@ -87,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--force", action="store_true", help="rerun completed runs from scratch")
     s.add_argument("--only", help="run only these runs (comma-separated names or globs)")
     s.add_argument("--code", action="store_true", help="keep the code cells in the HTML reports")
+    s.add_argument("--dry-run", action="store_true",
+                   help="validate the sweep and list its runs and what each changes; run nothing")
     s.add_argument("--quick", action="store_true",
                    help="the sweep file's CPU-sized version (its quick: section), into OUT/NAME-quick")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -97,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--partition", help="slurm: the partition")
     s.add_argument("--time-min", type=int, help="slurm: time limit of one run in minutes")
     s.add_argument("--gpus-per-run", type=int, help="GPUs each run gets (local default: one when CUDA is there)")
+    c = sub.add_parser("config", help="print a config as it resolves (defaults, file, --set), validated")
+    c.add_argument("config", help="a YAML config, e.g. params/quick.yaml")
+    c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
     e = sub.add_parser("evaluate", help="score a run's generator (FD, KID, precision/recall, classes)")
     e.add_argument("run_dir", help="a run directory with checkpoints/last.pt")
     e.add_argument("--samples", type=int, help="generated images to score (default: the config's eval.samples)")
@@ -118,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "train":
             from .training import train
-            config = config_lib.load(args.config, parse_overrides(args.set))
+            config = config_lib.load(preset(args.config), parse_overrides(args.set))
             metrics = train(config, args.out, resume=args.resume,
                             progress=False if args.no_progress else None)["training"]
             losses = (f"loss {metrics['final_loss']:.4f}" if "final_loss" in metrics else
@@ -133,13 +149,26 @@ def main(argv: list[str] | None = None) -> int:
             if args.jobs < 1:
                 raise ConfigError(f"--jobs must be >= 1 (got {args.jobs})")
             # every run validated before anything executes
-            sweep = load_sweep(args.sweep, args.quick, parse_overrides(args.set))
+            sweep = load_sweep(preset(args.sweep), args.quick, parse_overrides(args.set))
             if args.code:
                 sweep = dataclasses.replace(sweep, code=True)
             sweep = dataclasses.replace(sweep, executor=with_flags(
                 sweep.executor, name=args.executor, address=args.scheduler, partition=args.partition,
                 time_min=args.time_min, gpus_per_run=args.gpus_per_run))
+            if args.dry_run:
+                from .orchestration.runner import select
+                runs = select(sweep.runs, args.only)
+                print(f"{sweep.path}: {len(runs)} runs into {Path(args.out) / sweep.name} "
+                      f"(notebooks: {', '.join(p.stem for p in sweep.notebooks)})")
+                for run in runs:
+                    print(f"  {run.name}: " + (", ".join(f"{k}={v}" for k, v in run.overrides.items()) or "the base"))
+                return 0
             return run_sweep(sweep, args.out, args.jobs, args.pdf, args.force, args.only)
+        elif args.command == "config":
+            config = config_lib.load(preset(args.config), parse_overrides(args.set))
+            print(f"# {args.config}{' with --set ' + ', '.join(args.set) if args.set else ''}, resolved; "
+                  f"hash {config.hash()}")
+            print(yaml.safe_dump(config.to_dict(), sort_keys=False), end="")
         elif args.command == "evaluate":
             from .evaluation import evaluate_run
             from .reporting.prose import score_reading

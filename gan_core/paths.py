@@ -4,9 +4,11 @@ from __future__ import annotations
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent
-REPO = PACKAGE.parent  # the checkout this package runs from
-NOTEBOOKS = REPO / "notebooks"
-PARAMS = REPO / "params"
+REPO = PACKAGE.parent  # the checkout this package runs from (an installed package: site-packages)
+# an installed package carries the notebooks and presets inside it (pyproject.toml maps them there)
+INSTALLED = (PACKAGE / "notebooks").is_dir()
+NOTEBOOKS = PACKAGE / "notebooks" if INSTALLED else REPO / "notebooks"
+PARAMS = PACKAGE / "params" if INSTALLED else REPO / "params"
 
 
 def notebook_path(path: str | Path) -> Path:

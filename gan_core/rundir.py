@@ -16,8 +16,9 @@ import json
 import math
 import os
 import re
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 EPOCH_FILE = re.compile(r"epoch_(\d+)\.")
 
@@ -113,6 +114,17 @@ class RunDir:
     def pages(self) -> list[Path]:
         """The run's HTML report pages, in notebook order."""
         return sorted(self.root.glob("[0-9][0-9]_*.html"))
+
+    def logger(self, echo: bool = False) -> Callable[[str], None]:
+        """A ``log`` function for training and scoring: appends each line, timed, to train.log
+        (the reports show figures and sentences, not console output), printing it when ``echo``."""
+        def log(line: str) -> None:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with open(self.console, "a", encoding="utf-8") as f:
+                f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+            if echo:
+                print(line)
+        return log
 
     def read_metrics(self) -> dict[str, Any]:
         return read_json(self.metrics)

@@ -73,6 +73,24 @@ def test_the_floor_is_computed_once_per_evaluator(scorer, monkeypatch):
     assert floors and all(json.loads(p.read_text())["key"]["evaluator"] == scorer.info["path"] for p in floors)
 
 
+def test_class_scores_count_only_the_trained_classes():
+    """A 3-class run: covered classes, KL and the histogram are over those 3; samples the
+    evaluator puts elsewhere are counted apart, not as covered classes."""
+    names = [f"c{k}" for k in range(10)]
+    reference = torch.tensor([1, 3, 7] * 100)  # the test split filtered to the trained classes
+    predicted = torch.tensor([1] * 50 + [3] * 42 + [8] * 8)  # no 7; 8 % in an untrained class
+    result = scores.class_scores(predicted, reference, names)
+    assert result["classes_in_data"] == 3 and result["classes_covered"] == 2
+    assert list(result["class_histogram"]) == ["c1", "c3", "c7"]
+    assert result["outside_share"] == pytest.approx(0.08) and result["outside_histogram"] == {"c8": 0.08}
+    balanced = scores.class_scores(torch.tensor([1, 3, 7] * 30 + [8] * 10), reference, names)
+    assert balanced["class_kl"] == pytest.approx(0, abs=1e-5)  # over the trained classes: as the data
+    reading = " ".join(score_reading({"available": True, "name": "FD", "final": {
+        **result, "fd": 5.0, "kid": 0.1, "kid_std": 0.01, "precision": 0.5, "recall": 0.5, "samples": 100},
+        "floor": {"fd": 1.0, "kid": 0.0, "precision": 0.9, "recall": 0.9}}))
+    assert "covers 2 of the 3 classes it was trained on" in reading and "8% look like c8, a class not trained on" in reading
+
+
 def test_evaluator_learns_digits(scorer):
     assert scorer.info["test_accuracy"] >= 0.9
     assert scorer.name == "FD (digits classifier)"

@@ -118,5 +118,23 @@ def test_quick_preset_runs_end_to_end(name, image_roots, tmp_path_factory):
         cell = next(c for c in gallery["cells"] if "samples_per_class" in "".join(c["source"]))
         shown = [o for o in cell["outputs"] if "image/png" in o.get("data", {})]
         assert len(shown) == 2  # per class, and the first trained class
-    if name == "imagefolder128":
+    if name == "imagefolder128":  # no evaluator: said once, pixel statistics instead, no empty heading
         assert metrics["evaluation"]["available"] is False
+        assert metrics["evaluation"]["pixel"]["generated_spread"] > 0
+        page = (run / "06_evaluation.html").read_text()
+        assert "Pixel-space statistics" in page and "Scores beside the floor" not in page
+        assert "Quality over training" not in page and "Classes of the generated samples" not in page
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "notebooks").glob("*.ipynb")), ids=lambda p: p.stem)
+def test_notebooks_are_committed_without_outputs(path):
+    """A notebook saved from JupyterLab after a run must be cleared before it is committed
+    (Kernel > Restart Kernel and Clear Outputs): reports come from runs, not from the repository."""
+    import nbformat
+    notebook = nbformat.read(path, as_version=4)
+    dirty = [i for i, cell in enumerate(notebook.cells)
+             if cell.cell_type == "code" and (cell.outputs or cell.execution_count is not None)]
+    assert not dirty, f"{path.name}: cells {dirty} hold outputs or execution counts"
+    parameters = next(c for c in notebook.cells if "parameters" in c.metadata.get("tags", []))
+    assert all(": " in line.split("=")[0] for line in parameters.source.splitlines() if "=" in line), \
+        "parameters carry type hints (papermill --help-notebook shows them)"

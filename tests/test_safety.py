@@ -46,7 +46,7 @@ def test_index_escapes_every_value(tmp_path):
     write_json(tmp_path / "sweep.json", {"sweep": hostile, "base": "b.yaml",
                                          "runs": [{"name": "run1", "overrides": {"data.root": hostile}}]})
     page = index.sweep_header_html(tmp_path) + index.index_html(index.sweep_table(tmp_path), tmp_path)
-    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert hostile not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
 
 
 def test_a_second_sweep_into_a_held_folder_is_refused(tmp_path, capsys):

@@ -135,7 +135,7 @@ def evaluate_run(run_dir: str | Path, samples: int | None = None, checkpoints: b
         best = min((r for r in rows if not r["floor"]), key=lambda r: r["fd"], default=None)
         if best:  # the snapshot to keep when training went on past its best
             result["best_checkpoint"] = {"epoch": best["epoch"], "fd": best["fd"],
-                                         "path": str(run.snapshot(best["epoch"]))}
+                                         "path": str(run.snapshot(best["epoch"]).relative_to(run.root))}
     result["seconds"] = round(time.perf_counter() - start, 1)
     log(f"{scorer.name} {result['final']['fd']:.2f} (floor {result['floor']['fd']:.2f}) on "
         f"{result['final']['samples']} samples in {result['seconds']} s")

@@ -45,6 +45,7 @@ CLUSTERS = ("slurm", "local", "debug")  # submitit's: SLURM, a subprocess each, 
 FLAGS = {"name": "--executor", "address": "--scheduler", "partition": "--partition",
          "time_min": "--time-min", "gpus_per_run": "--gpus-per-run"}
 CONNECT_TIMEOUT_S = 20
+PROGRESS_EVERY_S = 30  # a line on the running runs at least this often (a sweep is never silent for long)
 SLURM_CPUS = 4  # CPUs of a SLURM task when cpus_per_run is not set (the submitting node's count means nothing there)
 
 
@@ -233,8 +234,12 @@ def _local(jobs: list[Job], settings: ExecutorSettings, log: Callable[[str], Non
     free = list(range(min(settings.jobs, len(jobs))))  # worker slots: each its own GPUs
     queue, running, results = list(jobs), {}, []
     scratch = Path(tempfile.mkdtemp(prefix="gan-sweep-"))  # job files and stderr, not in run folders
+    last_note = time.monotonic()
     try:
         while queue or running:
+            if time.monotonic() - last_note > PROGRESS_EVERY_S:
+                log(_progress(list(running.values()), len(queue), len(results)))
+                last_note = time.monotonic()
             while queue and free:
                 job, slot = queue.pop(0), free.pop(0)
                 running[_start(job, scratch / f"{len(queue)}-{slot}", gpu_slot(devices, per_run, slot)
@@ -252,6 +257,17 @@ def _local(jobs: list[Job], settings: ExecutorSettings, log: Callable[[str], Non
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return results
+
+
+def _progress(running: list[tuple[Job, int]], queued: int, finished: int) -> str:
+    """One line: each running run's notebook (and epoch while training), then the counts."""
+    parts = []
+    for job, _ in running:
+        run = RunDir(job.run_dir)
+        notebook = run.read_status().get("notebook", "starting")
+        epochs = len(run.sample_grids()) if notebook == "02_training" else 0
+        parts.append(f"{run.name} {notebook}" + (f" (epoch {epochs} done)" if epochs else ""))
+    return f"running: {'; '.join(parts)} | {finished} finished, {queued} queued"
 
 
 def _start(job: Job, files: Path, gpus: list[str]) -> subprocess.Popen:

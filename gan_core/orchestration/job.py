@@ -106,6 +106,7 @@ def execute_run(job: Job) -> dict[str, Any]:
     with started_kernel(run.root) as kernel:
         for notebook in map(Path, job.notebooks):
             executed, page = run.executed(notebook), run.page(notebook)
+            run.write_status({**status, "notebook": notebook.stem})  # for the sweep's progress lines
             began = time.perf_counter()
             try:
                 execute_notebook(notebook, executed, params, run.root, kernel)

@@ -44,7 +44,7 @@ def provenance() -> dict[str, str]:
     return {
         "gan_core": __version__, "commit": git_commit(), "python": platform.python_version(),
         "torch": torch.__version__, "torchvision": torchvision.__version__, "numpy": numpy.__version__,
-        "device": device, "host": platform.node(),
+        "device": device,
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
     }
 
@@ -90,8 +90,27 @@ def render_html(notebook: Path, out: Path, code: bool = False) -> Path:
     title = f"{notebook.parent.name}: {notebook.stem.split('_', 1)[-1].replace('_', ' ')}"
     body, _ = exporter.from_notebook_node(nbformat.read(notebook, as_version=4),
                                           resources={"metadata": {"name": title}})
-    out.write_text(offline(body), encoding="utf-8")
+    out.write_text(offline(body).replace("</head>", PRINT_CSS + "</head>", 1), encoding="utf-8")
     return out
+
+
+# A4 pages that keep every column: wide tables shrink and wrap instead of scrolling, headings
+# stay with what follows them, figures are not split
+PRINT_CSS = """<style>
+@page { size: A4; margin: 12mm 10mm; }
+@media print {
+  body { font-size: 10pt; }
+  div[style*="overflow-x"], .jp-OutputArea-output, .jp-RenderedHTMLCommon { overflow: visible !important; }
+  .jp-Cell, .jp-Cell-outputWrapper, .jp-OutputArea, .jp-OutputArea-child, .jp-OutputArea-output {
+    break-inside: auto !important; page-break-inside: auto !important; }
+  table { font-size: 7pt; width: 100% !important; table-layout: auto; }
+  td, th { padding: 1px 2px !important; overflow-wrap: anywhere; }
+  h1, h2, h3 { break-after: avoid; page-break-after: avoid; }
+  img, svg, tr { break-inside: avoid; page-break-inside: avoid; }
+  img { max-width: 100% !important; }
+}
+</style>
+"""
 
 
 def offline(page: str) -> str:
@@ -135,7 +154,13 @@ def render_pdf(html_path: Path, pdf_path: Path) -> Path:
     Raises:
         FileNotFoundError: Chromium is not installed.
     """
-    _run_chromium(html_path, f"--print-to-pdf={pdf_path.resolve()}", "--no-pdf-header-footer")
+    printed = html_path.with_name(f".print-{html_path.name}")  # beside it: the same relative links
+    printed.write_text(html_path.read_text(encoding="utf-8").replace("<details>", "<details open>"),
+                       encoding="utf-8")  # on paper the resolved config is shown, not folded away
+    try:
+        _run_chromium(printed, f"--print-to-pdf={pdf_path.resolve()}", "--no-pdf-header-footer")
+    finally:
+        printed.unlink(missing_ok=True)
     return pdf_path
 
 

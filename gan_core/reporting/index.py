@@ -16,6 +16,8 @@ from ..rundir import RunDir, SweepDir
 from .html import facts_table, provenance
 
 HIDDEN_INDEX_COLUMNS = ("error", "images_per_s", "kid", "fd_floor")  # kept in summary.csv
+COLUMN_NAMES = {"duration_s": "time (s)", "fd": "FD", "classes": "classes covered",
+                "conditional_accuracy": "conditional accuracy"}  # the index's headers, where not the key
 
 
 def sweep_runs(sweep_dir: str | Path) -> list[dict[str, Any]]:
@@ -85,11 +87,15 @@ def index_html(table: pd.DataFrame, sweep_dir: str | Path) -> str:
     floor = ""
     if "fd_floor" in table and table["fd_floor"].notna().any():
         floor = (f"<p>Ranked by FD in the evaluator's feature space (lower is better); real training "
-                 f"images score {table['fd_floor'].dropna().iloc[0]:.3g} (the floor). KID, images/s and "
-                 "the rest are in summary.csv.</p>")
+                 f"images score {table['fd_floor'].dropna().iloc[0]:.3g} (the floor). A rank is no verdict: "
+                 "whether two configurations differ beyond seed noise is said under 'Configurations compared "
+                 "over seeds' (with seeds). Click a header to sort; KID, images/s and the rest are in "
+                 "summary.csv.</p>")
         table = table.sort_values("rank", kind="stable")
-    hidden = [c for c in table if c in HIDDEN_INDEX_COLUMNS or c.startswith("mean_") or c.startswith("final_acc")
-              or "." in c]  # the swept settings: "differs" names them
+    settings = [c for c in table if "." in c]  # the swept settings, each its own column
+    hidden = [c for c in table if c in HIDDEN_INDEX_COLUMNS or c.startswith("mean_") or c.startswith("final_acc")]
+    if settings and all(table["differs"].str.count("=") <= len(settings)):
+        hidden.append("differs")
     if "configuration" in table and (table["configuration"] == table["run"]).all():
         hidden.append("configuration")  # no seeds: every run is its own configuration
     shown = table.drop(columns=hidden).dropna(axis=1, how="all")
@@ -99,8 +105,30 @@ def index_html(table: pd.DataFrame, sweep_dir: str | Path) -> str:
     shown.insert(2, "final grid", [_thumbnail(RunDir(sweep_dir / name)) for name in table["run"]])
     shown["status"] = [_status_cell(sweep_dir / name, s, e) for name, s, e
                        in zip(table["run"], table["status"], table["error"])]
-    body = shown.to_html(escape=False, index=False, na_rep="", float_format=lambda x: f"{x:,.4g}")
-    return f"{floor}<div style='overflow-x:auto'>{body}</div>"
+    for column in ("epochs", "seed"):
+        if column in shown:
+            shown[column] = shown[column].astype("Int64")
+    shown = shown.rename(columns=lambda c: COLUMN_NAMES.get(c) or (f"{c[6:]} (last epoch)" if c.startswith("final_")
+                                                                     else c))
+    shown = shown.rename(columns=lambda c: c.rsplit(".", 1)[-1])  # model.latent_dim -> latent_dim
+    body = shown.to_html(escape=False, index=False, na_rep="", float_format=lambda x: f"{x:,.4g}",
+                         classes="sortable")
+    return f"{floor}<div style='overflow-x:auto'>{body}</div>{SORTABLE}"
+
+
+# click a column's header to sort the table by it (again: the other way); inline, no library
+SORTABLE = """<script>
+document.querySelectorAll("table.sortable th").forEach((th, i) => th.addEventListener("click", () => {
+  const body = th.closest("table").tBodies[0], rows = Array.from(body.rows);
+  const value = r => { const t = r.cells[i].innerText.trim(), n = parseFloat(t.replace(/,/g, ""));
+                       return isNaN(n) ? t : n; };
+  const dir = th.dataset.dir = th.dataset.dir === "asc" ? "desc" : "asc";
+  rows.sort((a, b) => (value(a) > value(b) ? 1 : value(a) < value(b) ? -1 : 0) * (dir === "asc" ? 1 : -1));
+  rows.forEach(r => body.appendChild(r));
+  th.style.cursor = "pointer";
+}));
+document.querySelectorAll("table.sortable th").forEach(th => { th.style.cursor = "pointer"; th.title = "sort"; });
+</script>"""
 
 
 def _thumbnail(run: RunDir, width: int = 120) -> str:
@@ -131,7 +159,7 @@ def sweep_header_html(sweep_dir: str | Path) -> str:
     """Title and provenance of a sweep's index page."""
     info = SweepDir(sweep_dir).read_sweep()
     facts = {"sweep file": info.get("sweep", "-"), "base config": info.get("base", "-"),
-             "folder": str(sweep_dir), **provenance()}
+             "folder": Path(sweep_dir).name, **provenance()}  # no path of the machine that built it
     return f"{facts_table(facts)}<h2>Runs</h2>"
 
 
@@ -155,3 +183,19 @@ def seed_curves(sweep_dir: str | Path, table: pd.DataFrame) -> dict[str, pd.Data
             classes.append({**who, "class": name, "share": share})
     return {"losses": pd.concat(losses, ignore_index=True) if losses else pd.DataFrame(),
             "quality": pd.DataFrame(quality), "classes": pd.DataFrame(classes)}
+
+
+def durations_table(sweep_dir: str | Path, table: pd.DataFrame) -> pd.DataFrame:
+    """Seconds per notebook of each run (status.json), the training inside 02_training
+    (metrics.json), and the share of the run's time spent outside training."""
+    rows = {}
+    for name in table["run"]:
+        run = RunDir(Path(sweep_dir) / name)
+        seconds = run.read_status().get("notebook_s", {})
+        if not seconds:
+            continue
+        training = run.read_metrics().get("training", {}).get("seconds")
+        total = sum(seconds.values())
+        rows[name] = {**seconds, "training": training, "total": round(total, 1),
+                      "outside training": (f"{1 - training / total:.0%}" if training and total else "")}
+    return pd.DataFrame.from_dict(rows, orient="index")
