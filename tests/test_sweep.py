@@ -82,6 +82,8 @@ def test_sweep_produces_reports_and_index(smoke_sweep):
             assert "data:image/png;base64" in page or stem == "01_architecture"
             assert "injected-parameters" not in page and "config_path = " not in page  # parameters hidden
             assert "Traceback" not in page
+            assert "application/vnd.jupyter.stdout" not in page  # no console output on a page
+            assert str(tmp / "reports") not in page  # no path of the machine that built it
         status = json.loads((sweep_dir / run / "status.json").read_text())
         assert status["status"] == "ok" and len(status["reports"]) == len(notebooks)
         metrics = json.loads((sweep_dir / run / "metrics.json").read_text())
@@ -90,11 +92,12 @@ def test_sweep_produces_reports_and_index(smoke_sweep):
         assert set(status["notebook_s"]) == set(notebooks) and all(t > 0 for t in status["notebook_s"].values())
     # the evaluator trained once, beside the runs rather than before them
     assert any("evaluator in the background" in line for line in lines), lines
-    assert len(list((tmp / "cache" / "evaluators").glob("*.pt"))) == 1
+    assert len([p for p in (tmp / "cache" / "evaluators").glob("*.pt") if ".test-" not in p.name]) == 1
     index = (sweep_dir / "index.html").read_text()
     assert "z8/02_training.html" in index and "z16/05_sample_gallery.html" in index
     summary = (sweep_dir / "summary.csv").read_text().splitlines()
-    assert summary[0].startswith("run,rank,differs,status") and "fd,fd_floor" in summary[0]
+    assert summary[0].startswith("run,rank,configuration,seed,differs,model.latent_dim,status")
+    assert "fd,fd_floor" in summary[0]
     assert len(summary) == 3
 
 

@@ -156,6 +156,44 @@ def test_corrupt_checkpoint_is_refused(tiny_config, tmp_path, damage):
         train(tiny_config(), tmp_path, log=lambda s: None)
 
 
+def test_unreadable_last_falls_back_to_the_previous_checkpoint(tiny_config, tmp_path):
+    """A truncated last.pt: --resume goes on from previous.pt (one epoch earlier), says so, keeps
+    the bad file renamed beside it, and ends where an uninterrupted run ends."""
+    train(tiny_config(train={"epochs": 2}), tmp_path / "cut", log=lambda s: None)
+    last = tmp_path / "cut" / "checkpoints" / "last.pt"
+    last.write_bytes(last.read_bytes()[:1000])
+    lines = []
+    train(tiny_config(train={"epochs": 3}), tmp_path / "cut", log=lines.append)
+    assert any("previous.pt" in line for line in lines), lines
+    assert list((tmp_path / "cut" / "checkpoints").glob("last.corrupt-*.pt"))
+    train(tiny_config(train={"epochs": 3}), tmp_path / "whole", log=lambda s: None)
+    cut, whole = read_log(tmp_path / "cut" / "log.csv"), read_log(tmp_path / "whole" / "log.csv")
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("images_per_s", "time_s")} for r in rows]
+    assert strip(cut) == strip(whole)
+
+
+def test_the_epoch_snapshot_is_written_before_last(tiny_config, tmp_path, monkeypatch):
+    """A kill between the two writes never loses an epoch's snapshot: it is written first."""
+    from gan_core.training import trainer as trainer_module
+    order = []
+    real_write = trainer_module.write_checkpoint
+    monkeypatch.setattr(trainer_module, "write_checkpoint", lambda state, path: (order.append(path.name),
+                                                                                  real_write(state, path)))
+    real_last = trainer_module.state_lib.write_last
+    monkeypatch.setattr(trainer_module.state_lib, "write_last", lambda run, state: (order.append("last.pt"),
+                                                                                    real_last(run, state)))
+    train(tiny_config(train={"epochs": 1}), tmp_path, log=lambda s: None)
+    assert order.index("epoch_001.pt") < order.index("last.pt")
+
+
+def test_a_pickle_the_safe_loader_refuses_is_called_unsafe(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"generator": {}, "payload": Image.new("L", (1, 1))}, path)  # not tensors or plain data
+    with pytest.raises(CheckpointError) as err:
+        read_checkpoint(path)
+    assert "may be unsafe" in str(err.value) and "weights_only=False" not in str(err.value)
+
+
 def test_nan_stops_and_keeps_last_good_checkpoint(tiny_config, tmp_path):
     trainer = Trainer(tiny_config(train={"epochs": 3}), tmp_path)
     trainer.fit()
