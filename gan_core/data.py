@@ -76,12 +76,23 @@ def load_data(config: Config) -> ImageData:
         DataError: the data set is missing, with the command or setting that provides it.
     """
     c = config.data
-    loaders = {"fashion-mnist": _fashion_mnist, "mnist": _mnist, "digits": _digits,
-               "cifar10": _cifar10, "flowers102": _flowers102, "imagefolder": _imagefolder}
-    data = loaders[c.name](c)
+    data = LOADERS[c.name](c)
     if data.images is not None:
         return _finish_tensor(data, c, config.train.seed)
     return _finish_stream(data, c, config.train.seed)
+
+
+def data_size(config: Config) -> int:
+    """How many images ``load_data(config)`` gives (after data.classes and data.subset), without
+    converting or resizing them: a sweep checks its batch sizes with it before any run.
+
+    Raises:
+        DataError: as ``load_data``.
+    """
+    c = config.data
+    data = LOADERS[c.name](c)
+    labels = data.labels if data.images is not None else torch.as_tensor(_targets(data.dataset))
+    return len(_select(labels, data.classes, c, config.train.seed))
 
 
 def _finish_tensor(data: ImageData, c: DataConfig, seed: int) -> ImageData:
@@ -275,3 +286,7 @@ def _flowers102(c: DataConfig) -> ImageData:
                       split=split, transform=image_transform(c))
     classes = [str(i) for i in range(102)]
     return ImageData("flowers102", classes, (3, c.image_size, c.image_size), len(ds), dataset=ds)
+
+
+LOADERS = {"fashion-mnist": _fashion_mnist, "mnist": _mnist, "digits": _digits,
+           "cifar10": _cifar10, "flowers102": _flowers102, "imagefolder": _imagefolder}

@@ -85,3 +85,26 @@ def test_seeds_make_one_run_per_configuration_and_seed(tmp_path):
 def test_bad_seeds_are_refused(tmp_path, body, message):
     with pytest.raises(ConfigError, match=message):
         load_sweep(write_sweep(tmp_path, body))
+
+
+@pytest.mark.slow
+def test_a_seeded_sweep_compares_its_configurations(tmp_path):
+    """Two configurations x 2 seeds through training and evaluation: comparison.csv, the verdict
+    in the index, and seaborn figures with content."""
+    import json
+
+    from gan_core.orchestration.runner import run_sweep
+    path = write_sweep(tmp_path, "grid:\n  model.latent_dim: [8, 32]\nseeds: [0, 1]\n"
+                                 "report: {notebooks: [02_training, 06_evaluation]}\n")
+    assert run_sweep(load_sweep(path), tmp_path / "reports", jobs=2, log=lambda s: None) == 0
+    folder = tmp_path / "reports" / "s"
+    table = pd.read_csv(folder / "comparison.csv")
+    assert list(table["configuration"]) == ["z8", "z32"] and list(table["n"]) == [2, 2]
+    assert {"fd_mean", "fd_std", "fd_ci_low", "fd_ci_high", "final_loss_g_mean"} <= set(table)
+    page = (folder / "index.html").read_text()
+    verdict = page.index("Verdict")
+    assert verdict < page.index("Runs</h2>")  # the index opens with it
+    assert "latent_dim=8 vs latent_dim=32" in page or "is better" in page
+    assert "Scores by setting" in page and page.count("data:image/png") >= 5  # the seaborn figures
+    notebook = json.loads((folder / "index.ipynb").read_text())
+    assert not [o for c in notebook["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]

@@ -64,6 +64,21 @@ def test_fd_matches_torchmetrics_and_its_interval_holds_it():
     assert wider[1] - wider[0] > high - low
 
 
+def test_fd_interval_covers_the_true_fd_in_most_repetitions():
+    """Gaussians with known FD (equal covariances: FD = |mu1 - mu2|^2): the 95 % interval from
+    one draw of generated samples holds it in most of 20 draws."""
+    generator = torch.Generator().manual_seed(0)
+    d, shift = 8, 0.5
+    real = torch.randn(50_000, d, generator=generator, dtype=torch.float64)  # the real statistics: near exact
+    truth = d * shift ** 2
+    held = 0
+    for _ in range(20):
+        fake = torch.randn(3000, d, generator=generator, dtype=torch.float64) + shift
+        low, high = scores.fd_interval(real, fake, resamples=50)
+        held += low <= truth <= high
+    assert held >= 15, held
+
+
 def test_the_floor_is_computed_once_per_evaluator(scorer, monkeypatch):
     first = scorer.floor(150)
     calls = []

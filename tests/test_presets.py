@@ -17,9 +17,10 @@ from .conftest import REPO, real_data_name
 
 SWEEPS = sorted((REPO / "params" / "sweeps").glob("*.yaml"))
 PRESETS = {  # sweep -> the run of its quick version to execute
-    "dcgan64_flowers": "bs16-z50", "dcgan64_latent": "z10", "loss_comparison": "mlp1024",
-    "mlp_fashion": "eps-wd", "conditional": "cond-z100-ep3", "imagefolder128": "ttur",
-    "ddpm_fashion": "base-cond", "gan_vs_ddpm": "ddpm"}
+    "dcgan64_flowers": "bs16-z50", "dcgan64_latent": "z10-s0", "loss_comparison": "mlp1024-s0",
+    "mlp_fashion": "eps-wd-s0", "conditional": "cond-z100-ep3", "imagefolder128": "ttur",
+    "ddpm_fashion": "base-cond", "gan_vs_ddpm": "ddpm-s0"}
+SEEDED = {"dcgan64_latent", "loss_comparison", "mlp_fashion", "gan_vs_ddpm"}  # the seed-reproduction presets
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "params").glob("*.yaml")), ids=lambda p: p.name)
@@ -30,9 +31,16 @@ def test_every_config_validates(path):
 @pytest.mark.parametrize("path", SWEEPS, ids=lambda p: p.stem)
 def test_every_sweep_validates(path):
     sweep = load_sweep(path)
-    assert sweep.runs and all(r.config for r in sweep.runs)
+    for run in sweep.runs:  # each run's config carries its overrides
+        resolved = config_lib.flatten(run.config.to_dict())
+        assert all(resolved[k] == v for k, v in run.overrides.items()), run.name
     if path.stem in PRESETS:
         quick = load_sweep(path, quick=True)
+        if path.stem in SEEDED:
+            seeds = {r.configuration: set() for r in quick.runs}
+            for r in quick.runs:
+                seeds[r.configuration].add(r.seed)
+            assert all(len(s) >= 2 for s in seeds.values())
         assert quick.name == f"{path.stem}-quick" and PRESETS[path.stem] in [r.name for r in quick.runs]
         full = {r.name: r.config for r in sweep.runs}
         assert all(r.config.train.epochs <= full.get(r.name, r.config).train.epochs for r in quick.runs)

@@ -141,3 +141,12 @@ def test_report_parameters_reach_the_notebooks_and_are_checked(tmp_path):
                           ("report: {parameters: {class_count: [1, 2]}}\n", "must be a string, number")]:
         with pytest.raises(ConfigError, match=message):
             load_sweep(write_sweep(tmp_path, body))
+
+
+def test_a_sweep_whose_batch_exceeds_its_data_stops_before_any_work(tmp_path, capsys):
+    path = write_sweep(tmp_path, "grid:\n  data.classes: [[0], [0, 1]]\nset: {data.subset: null, data.name: digits, "
+                                 "data.image_size: 8, model.arch: mlp, train.batch_size: 200}\n")
+    assert main(["sweep", str(path), "--out", str(tmp_path / "reports")]) == 2
+    err = capsys.readouterr().err
+    assert "train.batch_size = 200 is larger than the data (151 images of digits" in err and "(run classes_0_)" in err
+    assert not (tmp_path / "reports").exists()

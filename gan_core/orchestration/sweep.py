@@ -111,6 +111,7 @@ def load_sweep(path: str | Path, quick: bool = False, overrides: dict[str, Any] 
             raise ConfigError(f"{path}: run name {run.name!r} is not a safe folder name (letters, digits, "
                               f"'.', '_', '-', '+', '=', starting with a letter or digit, at most 100 characters; "
                               f"rename the variant or the grid value)")
+    _check_data_sizes(path, runs)
     if len({r.name for r in runs}) != len(runs):
         raise ConfigError(f"{path}: two runs share a name: {[r.name for r in runs]}")
     report = _mapping(path, raw, "report")
@@ -141,6 +142,29 @@ def _notebook_parameters(path: Path, parameters: dict[str, Any], notebooks: list
         if not isinstance(value, (str, int, float, bool)):
             raise ConfigError(f"{path}: report.parameters.{key} must be a string, number or true/false (got {value!r})")
     return parameters
+
+
+_DATA_SIZES: dict[Any, int | None] = {}  # data section -> its image count, counted once per process
+
+
+def _check_data_sizes(path: Path, runs: list[Run]) -> None:
+    """Refuse a run whose batch is larger than its data (after data.subset and data.classes),
+    which would train no step: each distinct data section is counted once, here, before any run.
+    Data that does not load is left to the run, which reports it (DataError) as a failed run."""
+    from ..data import DataError, data_size
+    sizes = _DATA_SIZES
+    for run in runs:
+        data = run.config.data
+        if data not in sizes:
+            try:
+                sizes[data] = data_size(run.config)
+            except (DataError, ConfigError):
+                sizes[data] = None
+        size = sizes[data]
+        if size is not None and run.config.train.batch_size > size:
+            raise ConfigError(f"{path} (run {run.name}): train.batch_size = {run.config.train.batch_size} is larger "
+                              f"than the data ({size} images of {data.name} after data.subset/classes): it would "
+                              f"train no step; use train.batch_size <= {size}")
 
 
 def _seeds(path: Path, raw: dict[str, Any], overrides: dict[str, Any]) -> list[int]:

@@ -160,7 +160,7 @@ def sweep_header_html(sweep_dir: str | Path) -> str:
     info = SweepDir(sweep_dir).read_sweep()
     facts = {"sweep file": info.get("sweep", "-"), "base config": info.get("base", "-"),
              "folder": Path(sweep_dir).name, **provenance()}  # no path of the machine that built it
-    return f"{facts_table(facts)}<h2>Runs</h2>"
+    return facts_table(facts)
 
 
 def seed_curves(sweep_dir: str | Path, table: pd.DataFrame) -> dict[str, pd.DataFrame]:
