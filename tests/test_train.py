@@ -316,6 +316,9 @@ def test_conditional_grid_has_one_row_per_class(tiny_config, tmp_path):
     assert torch.equal(trainer.fixed_z[0], trainer.fixed_z[2])  # each column: one z across the classes
     kept = Trainer(tiny_config(model={"conditional": True}, data={"classes": [7, 9], "subset": None}), tmp_path / "b")
     assert kept.fixed_y.tolist() == [7] * 8 + [9] * 8 and kept.grid_columns == 8
+    three = Trainer(tiny_config(model={"conditional": True}, data={"classes": [1, 3, 7], "subset": None},
+                                train={"num_samples": 64}), tmp_path / "c")
+    assert three.grid_columns == 10 and len(three.fixed_y) == 30  # 3 rows of 10, not a 3 x 22 strip
     trainer.fit()
     family, _ = load_family(tmp_path / "checkpoints" / "last.pt")
     assert family.label.names == tuple(trainer.data.classes)

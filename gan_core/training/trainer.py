@@ -59,6 +59,9 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch) % 2**63
 
 
+MAX_GRID_COLUMNS = 10  # a conditional grid's columns (one row per trained class)
+
+
 def log_columns(config: Config) -> tuple[str, ...]:
     """The header of a run's log.csv."""
     return ("epoch", "step", *models.log_schema(config).columns, "images_per_s", "time_s")
@@ -221,7 +224,8 @@ class Trainer:
         path, state = found
         state_lib.check_same_run(path, state["config"], self.config)
         self.family.load_state_dict(state)
-        self.fixed_z = state["fixed_z"].to(self.device)
+        if state["fixed_z"].shape == self.fixed_z.shape:  # a grid laid out otherwise by older code: drawn anew
+            self.fixed_z = state["fixed_z"].to(self.device)
         self.epoch, self.step, self.seconds = state["epoch"], state["step"], state.get("seconds", 0.0)
         state_lib.set_rng_state(state["rng"])
         self.resumed_from = path
@@ -266,7 +270,8 @@ def fixed_noise(config: Config, family: ModelFamily) -> tuple[torch.Tensor, torc
     ``train.seed`` alone, and its number of columns.
 
     Unconditional: ``train.num_samples`` latents in a square grid. Conditional: one row per
-    trained class, the same latents in every row (a column shows one z across classes).
+    trained class, the same latents in every row (a column shows one z across classes), at most
+    ``MAX_GRID_COLUMNS`` columns.
     """
     t = config.train
     noise = torch.Generator().manual_seed(t.seed)
@@ -274,7 +279,7 @@ def fixed_noise(config: Config, family: ModelFamily) -> tuple[torch.Tensor, torc
         columns = int(np.ceil(np.sqrt(t.num_samples)))
         return family.latents(t.num_samples, noise), None, columns
     classes = family.label.class_ids.cpu()
-    columns = int(np.ceil(t.num_samples / len(classes)))
+    columns = min(int(np.ceil(t.num_samples / len(classes))), MAX_GRID_COLUMNS)  # few classes: no long strip
     z = family.latents(columns, noise)
     return z.repeat(len(classes), 1), classes.repeat_interleave(len(z)), columns
 
