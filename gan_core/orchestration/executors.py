@@ -1,4 +1,4 @@
-"""Where a sweep's runs execute: a local process pool, a Dask cluster, or SLURM through submitit.
+"""Where a sweep's runs execute: local processes (one per run), a Dask cluster, or SLURM through submitit.
 
 Every engine runs the same ``job.Job`` through ``job.execute_run`` (locally: one process per
 run, ``python -m gan_core.orchestration.job``), in the run's
@@ -62,11 +62,11 @@ class ExecutorSettings:
     array_parallelism: int | None = None  # slurm: runs at a time; None: --jobs
     folder: str | None = None  # slurm: submitit's scripts, pickles and logs; None: reports/<sweep>/_slurm
     cluster: str | None = None  # slurm: submitit's slurm (None), local or debug (both on this machine)
-    jobs: int = 1  # --jobs: the local pool's size, the LocalCluster's workers, the default array parallelism
+    jobs: int = 1  # --jobs: runs at a time locally, the LocalCluster's workers, the default array parallelism
 
 
 def parse_settings(raw: Any, origin: str | Path) -> ExecutorSettings:
-    """Validate a sweep file's ``executor:`` mapping (None: the local pool).
+    """Validate a sweep file's ``executor:`` mapping (None: local processes).
 
     Raises:
         ConfigError: naming ``origin``, the key and the value.

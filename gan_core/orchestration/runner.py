@@ -1,8 +1,9 @@
 """Executing a sweep: each run's notebooks through papermill, HTML/PDF, then the index.
 
-A run is one process (its notebooks' kernels are its children), so runs go in parallel over
-a process pool with the CPU threads divided between them, or over Dask or SLURM (executors.py).
-Kernels talk over IPC sockets, not TCP ports, so parallel kernel start-ups cannot race for a port.
+A run is one process (its notebooks share one kernel, its child), so runs go in parallel as
+processes on this machine with the CPU threads divided between them, or over Dask or SLURM
+(executors.py). Kernels talk over IPC sockets in private temporary folders, not TCP ports, so
+parallel kernel start-ups cannot race for a port. One sweep at a time holds a sweep folder.
 """
 from __future__ import annotations
 
