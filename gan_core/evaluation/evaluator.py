@@ -147,11 +147,6 @@ def _batched(fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, b
     return torch.cat([fn(images[i:i + batch]) for i in range(0, len(images), batch)])
 
 
-def features(model: Evaluator, images: torch.Tensor) -> torch.Tensor:
-    """(N, 128) evaluator features of images (N, C, S, S) in [-1, 1]."""
-    return _batched(model.features, images).double()
-
-
 @torch.no_grad()
 def features_and_classes(model: Evaluator, images: torch.Tensor, batch: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, 128) features and (N,) predicted class ids of images, in one pass of the network."""

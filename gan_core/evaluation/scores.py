@@ -81,20 +81,17 @@ def fd_interval(real: torch.Tensor, fake: torch.Tensor, resamples: int = BOOTSTR
         drawn = fake[torch.randint(len(fake), (len(fake),), generator=generator)]
         values.append(frechet_distance(mu, cov, drawn.mean(0), torch.cov(drawn.T)))
     score = frechet_distance(mu, cov, fake.mean(0), torch.cov(fake.T))
-    half = float(torch.distributions.Normal(0, 1).icdf(torch.tensor(0.5 + level / 2))) * float(torch.tensor(values).std())
+    z = float(torch.distributions.Normal(0, 1).icdf(torch.tensor(0.5 + level / 2)))
+    half = z * float(torch.tensor(values).std())
     return [score - half, score + half]
-
-
-def _percentiles(values: torch.Tensor, level: float) -> list[float]:
-    tail = (1 - level) / 2
-    return [float(values.quantile(tail)), float(values.quantile(1 - tail))]
 
 
 def _mean_interval(per_sample: torch.Tensor, resamples: int, level: float, seed: int) -> list[float]:
     """Percentile bootstrap interval of the mean of per-sample values (N,)."""
     generator = torch.Generator().manual_seed(seed)
     idx = torch.randint(len(per_sample), (resamples, len(per_sample)), generator=generator)
-    return _percentiles(per_sample.double()[idx].mean(1), level)
+    means, tail = per_sample.double()[idx].mean(1), (1 - level) / 2
+    return [float(means.quantile(tail)), float(means.quantile(1 - tail))]
 
 
 def kth_radii(features: torch.Tensor, k: int, chunk: int = 2048) -> torch.Tensor:
