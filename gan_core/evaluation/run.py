@@ -116,18 +116,18 @@ def evaluate_run(run_dir: str | Path, samples: int | None = None, checkpoints: b
         return result
 
     family, config = load_family(run.last_checkpoint)
+    seed = config.train.seed + 12345  # not the training noise
     if config.data.name not in EVALUATOR_SIZES:
         n = min(samples or PIXEL_SAMPLES, PIXEL_SAMPLES)
         real = load_data(config).sample(2 * n, seed=0)
         result = {"available": False, "reason": f"{config.data.name} has no labelled evaluator: FD, KID, "
                   "precision/recall and class histograms are unavailable; below are pixel-space statistics, "
                   "and the sample gallery shows the samples beside their nearest real images",
-                  "pixel": pixel_statistics(sample_images(family, n, config.train.seed + 12345)[0], real)}
+                  "pixel": pixel_statistics(sample_images(family, n, seed)[0], real)}
         return keep(result)
     start = time.perf_counter()
     scorer = Scorer(config, log)
     n = samples or config.eval.samples
-    seed = config.train.seed + 12345  # not the training noise
     result = {"available": True, "name": scorer.name, "evaluator": scorer.info,
               "final": scorer.score(*sample_images(family, n, seed)), "floor": scorer.floor(n)}
     if checkpoints:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..config import ConfigError
-from ..rundir import RunDir
+from ..rundir import RunDir, epoch_of
 from .job import Job, execute_run
 
 NAMES = ("local", "dask", "slurm")
@@ -265,8 +265,8 @@ def _progress(running: list[tuple[Job, int]], queued: int, finished: int) -> str
     for job, _ in running:
         run = RunDir(job.run_dir)
         notebook = run.read_status().get("notebook", "starting")
-        epochs = len(run.sample_grids()) if notebook == "02_training" else 0
-        parts.append(f"{run.name} {notebook}" + (f" (epoch {epochs} done)" if epochs else ""))
+        grids = run.sample_grids() if notebook == "02_training" else []  # one at the end of each sampled epoch
+        parts.append(f"{run.name} {notebook}" + (f" (epoch {epoch_of(grids[-1])} done)" if grids else ""))
     return f"running: {'; '.join(parts)} | {finished} finished, {queued} queued"
 
 

@@ -60,20 +60,16 @@ def started_kernel(cwd: Path) -> Iterator[KernelManager]:
 
 
 def execute_notebook(notebook: Path, out: Path, parameters: dict[str, Any], cwd: Path,
-                     kernel: KernelManager | None = None) -> None:
-    """Run one notebook with papermill; the executed copy is written even when a cell fails.
-
-    ``kernel``: a started kernel to run it in (its variables are cleared first), so a run's
-    notebooks pay for the kernel start and the imports once; default: a kernel of its own.
-    """
+                     kernel: KernelManager) -> None:
+    """Run one notebook with papermill in ``kernel`` (from ``started_kernel``; its variables are
+    cleared first, so a run's notebooks pay for the kernel start and the imports once); the
+    executed copy is written even when a cell fails."""
     import papermill
     declared = papermill.inspect_notebook(str(notebook))
-    if kernel is not None:
-        _clear_namespace(kernel)
+    _clear_namespace(kernel)
     papermill.execute_notebook(
         str(notebook), str(out), parameters={k: v for k, v in parameters.items() if k in declared},
-        cwd=str(cwd), kernel_name="python3", progress_bar=False, log_output=False,
-        kernel_manager_class=IPCKernelManager, km=kernel)
+        cwd=str(cwd), kernel_name="python3", progress_bar=False, log_output=False, km=kernel)
 
 
 def _clear_namespace(kernel: KernelManager) -> None:

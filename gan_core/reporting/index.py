@@ -59,7 +59,6 @@ def sweep_table(sweep_dir: str | Path) -> pd.DataFrame:
             "error": status.get("error", ""),
         })
     table = pd.DataFrame(rows)
-    table.attrs["settings"] = settings
     if "fd" in table and table["fd"].notna().any():  # rank by the evaluator's Frechet distance
         table.insert(1, "rank", table["fd"].rank(method="min").astype("Int64"))
     return table
