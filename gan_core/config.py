@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.util
 import json
 import math
 import types
@@ -102,6 +103,7 @@ class TrainConfig:
     threads: int = 0  # torch CPU threads; 0 leaves torch's default
     num_samples: int = 64  # images in each fixed-noise grid
     progress: bool = True  # tqdm bar
+    tensorboard: bool = False  # also write the logged values and grids to RUN/tensorboard/ (optional package)
     n_critic: int = 1  # D (critic) steps per G step, each on its own batch (wgan-gp: 5)
     ema: float = 0.0  # decay of an exponential moving average of G's weights (e.g. 0.999); 0: off
     instance_noise: float = 0.0  # std of Gaussian noise on D's inputs, annealed linearly to 0; 0: off
@@ -368,6 +370,17 @@ def _check_values(c: Config, source: str) -> None:
          "must be > 0", c.eval.evaluator_subset)
     need(c.data.subset is None or c.data.subset >= t.batch_size, "data.subset",
          f"must hold at least one batch (train.batch_size = {t.batch_size})", c.data.subset)
+
+
+def check_installed(config: Config, origin: str | Path) -> None:
+    """Settings that need an optional package are refused before any work when it is missing.
+
+    Raises:
+        ConfigError: naming ``origin``, the key and how to install the package.
+    """
+    if config.train.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise ConfigError(f"{origin}: train.tensorboard: true needs the tensorboard package; install it with "
+                          "pip install 'gan-workbook[tensorboard]' (or tensorboard==2.21.0), or set it to false")
 
 
 def save(config: Config, path: str | Path, comment: str = "") -> None:

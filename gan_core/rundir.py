@@ -6,6 +6,7 @@ written: atomically (a temporary file, then a rename), JSON strictly (NaN as nul
         <run>/                       RunDir
             config.yaml  log.csv  train.log  metrics.json  status.json  .done
             samples/epoch_XXX.png  checkpoints/last.pt  checkpoints/epoch_XXX.pt
+            tensorboard/ (train.tensorboard)
             NN_name.ipynb  NN_name.html  NN_name.pdf   (the executed notebooks)
 
 No torch here: the CLI, the sweep runner and the reports read these files without it.
@@ -84,6 +85,7 @@ class RunDir:
     status = property(lambda self: self.root / "status.json")  # ok / failed / running, per-notebook times
     done = property(lambda self: self.root / ".done")  # the key of a completed run
     samples = property(lambda self: self.root / "samples")
+    tensorboard = property(lambda self: self.root / "tensorboard")  # train.tensorboard's event files
     checkpoints = property(lambda self: self.root / "checkpoints")
     last_checkpoint = property(lambda self: self.checkpoints / "last.pt")
     tensorboard = property(lambda self: self.root / "tensorboard")

@@ -3,11 +3,13 @@ import math
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
 
 from gan_core.analysis.latent import class_samples
+from gan_core.config import ConfigError
 from gan_core.models import CheckpointError, load_family, read_checkpoint
 from gan_core.models import base as models_base
 from gan_core.training import Trainer, TrainingError, read_log, train
@@ -336,3 +338,30 @@ def test_instance_noise_anneals_to_zero(tiny_config, tmp_path):
     assert seen == [0.0, 0.5, 1.0]  # the share of training done, as the trainer passes it
     assert [trainer.family._instance_noise(p) for p in seen] == [0.5, 0.25, 0.0]
     assert Trainer(tiny_config(), tmp_path / "off").family._instance_noise(0.0) == 0.0
+
+
+def test_tensorboard_holds_the_logged_values_and_grids(tiny_config, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    config = tiny_config(train={"tensorboard": True, "epochs": 1})
+    train(config, tmp_path, log=lambda s: None)
+    train(config.replace({"train.epochs": 2}), tmp_path, log=lambda s: None)  # resumed: appends, no repeats
+    events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"scalars": 0, "images": 0})
+    events.Reload()
+    log = pd.read_csv(tmp_path / "log.csv")
+    d_loss = events.Scalars("loss/D loss")
+    assert [e.step for e in d_loss] == log["step"].tolist()
+    assert np.allclose([e.value for e in d_loss], log["loss_d"], rtol=1e-4)
+    assert "discriminator/real accuracy" in events.Tags()["scalars"]
+    grids = events.Images("samples/fixed noise")
+    assert [g.step for g in grids] == [log["step"].iloc[len(log) // 2 - 1], log["step"].iloc[-1]]  # one per epoch
+    assert grids[-1].width == grids[-1].height > 28
+
+
+def test_tensorboard_without_its_package_is_refused_before_work(tiny_config, tmp_path, monkeypatch):
+    import importlib.util
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))
+    with pytest.raises(ConfigError, match=r"train.tensorboard: true needs the tensorboard package.*"
+                                          r"gan-workbook\[tensorboard\]"):
+        train(tiny_config(train={"tensorboard": True}), tmp_path / "run", log=lambda s: None)
+    assert not (tmp_path / "run").exists()

@@ -6,6 +6,7 @@ once per ``log_every`` steps, so logging costs no per-step host synchronisation.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import random
@@ -27,6 +28,7 @@ from ..models import CheckpointError, ModelFamily, Precision, count_parameters
 from ..models.checkpoint import write_checkpoint
 from ..rundir import RunDir, write_atomic
 from . import state as state_lib
+from .board import Board
 from .state import TrainingError
 
 # snapshots hold what scores and samples need, not what resuming needs
@@ -79,6 +81,7 @@ class Trainer:
     def __init__(self, config: Config, run_dir: str | Path, data: ImageData | None = None):
         t = config.train
         self.config, self.run = models.check(config), RunDir(run_dir)
+        config_lib.check_installed(config, f"the config of {self.run.root}")
         self.device = resolve_device(t.device)
         if t.precision == "fp16" and self.device.type != "cuda":
             raise TrainingError(f"train.precision fp16 needs CUDA (device is {self.device}); use bf16")
@@ -100,6 +103,7 @@ class Trainer:
         self.total_steps = t.epochs * self.steps_per_epoch
         self.epoch = self.step = 0
         self.seconds = 0.0  # training time over all sessions of this run
+        self.board: Board | None = None  # train.tensorboard: opened by fit(), where the run continues
 
     def summary(self) -> str:
         """One line: data, model sizes, device, steps."""
@@ -127,7 +131,9 @@ class Trainer:
         show = t.progress if progress is None else progress
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not show,
                    unit="step", dynamic_ncols=True, mininterval=1.0)
-        with bar:
+        if t.tensorboard:
+            self.board = Board(self.run.tensorboard, self.schema, self.step)
+        with bar, contextlib.closing(self.board) if self.board else contextlib.nullcontext():
             for epoch in range(self.epoch + 1, t.epochs + 1):
                 start = time.perf_counter()
                 self._train_epoch(epoch, bar)
@@ -174,6 +180,8 @@ class Trainer:
         values = means.tolist()  # the one host synchronisation per log_every steps
         row = [epoch, self.step, *values, images / max(seconds, 1e-9), time.time()]
         writer.writerow([epoch, self.step, *(f"{v:.6g}" for v in values), f"{row[-2]:.1f}", f"{row[-1]:.3f}"])
+        if self.board:
+            self.board.row(self.step, dict(zip(self.schema.columns, values)), row[-2])
         if not all(np.isfinite(values)):
             last = self.run.last_checkpoint
             kept = f"the last good checkpoint is {last} (epoch {self.epoch})" if last.exists() \
@@ -193,6 +201,8 @@ class Trainer:
         """The fixed-noise grid as a PNG (one row per class for a conditional model)."""
         images = self.generate(self.fixed_z, self.fixed_y)
         save_image(images, path, nrow=self.grid_columns, normalize=True, value_range=(-1, 1), padding=2)
+        if self.board:
+            self.board.grid(self.step, images, self.grid_columns)
 
     def checkpoint_state(self) -> dict[str, Any]:
         """Everything a resumed run needs, and what the reports read back."""
