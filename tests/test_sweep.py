@@ -1,5 +1,6 @@
 """Sweep tier: notebooks executed by papermill into reports, the index, caching, failures."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -106,7 +107,7 @@ def test_sweep_produces_reports_and_index(smoke_sweep):
 def test_reports_record_provenance(smoke_sweep):
     tmp = smoke_sweep[0]
     page = (tmp / "reports" / "s" / "z8" / "02_training.html").read_text()
-    for fact in ("config hash", "seed", "torch", "commit", "latent_dim: 8"):
+    for fact in ("resolved config (hash ", "seed", "torch", "commit", "latent_dim: 8"):
         assert fact in page
 
 
@@ -132,6 +133,50 @@ def test_pdf_and_index_screenshot(smoke_sweep, tmp_path):
     shot = report.screenshot(sweep_dir / "index.html", tmp_path / "index.png", 1000, 1200)
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
     assert pixels.std() > 10  # text, tables and pictures, not a blank page
+
+
+@pytest.mark.skipif(report.chromium() is None, reason="Chromium not installed")
+@pytest.mark.slow
+@pytest.mark.xdist_group("smoke_sweep")  # one worker trains the fixture
+def test_every_page_fits_across_a_printed_page(smoke_sweep):
+    """The widest tables (the index's runs, the stability figures) fit an A4 page and an A5
+    one, with no scrollbar and no cell whose content spills over its neighbour."""
+    sweep_dir = smoke_sweep[0] / "reports" / "s"
+    pages = [sweep_dir / "index.html", *sorted((sweep_dir / "z8").glob("0*.html"))]
+    assert len(pages) == 7
+    for page in pages:
+        width, found = report.overflowing(page, "A4")
+        assert width == 718 and found == [], (page.name, found)
+    assert report.overflowing(sweep_dir / "index.html", "A5")[1] == []
+
+
+@pytest.mark.skipif(report.chromium() is None, reason="Chromium not installed")
+@pytest.mark.slow
+@pytest.mark.xdist_group("smoke_sweep")  # one worker trains the fixture
+def test_overflow_probe_finds_what_sticks_out(smoke_sweep):
+    page = smoke_sweep[0] / "reports" / "s" / ".wide.html"
+    page.write_text("<html><head></head><body><div style='overflow-x:auto'><table><tr><td style='white-space:"
+                    "nowrap'>" + "word " * 200 + "</td></tr></table></div><table style='width:300px;table-layout:fixed'><tr><td "
+                    "style='width:50px'><span style='white-space:nowrap'>spills over into the next cell</span></td><td>x</td></tr>"
+                    "</table></body></html>")
+    try:
+        found = report.overflowing(page)[1]
+    finally:
+        page.unlink()
+    assert any(f.startswith("div ") and "hides" in f for f in found), found  # a scrollbar on paper
+    assert any(f.startswith("td ") and "hides" in f for f in found), found  # a cell spilling over
+
+
+@pytest.mark.skipif(report.chromium() is None, reason="Chromium not installed")
+@pytest.mark.slow
+@pytest.mark.xdist_group("smoke_sweep")  # one worker trains the fixture
+def test_pdf_page_size_is_a4_unless_asked(smoke_sweep, tmp_path):
+    sweep_dir = smoke_sweep[0] / "reports" / "s"
+    def pages(pdf):  # each page's width and height in points
+        boxes = re.findall(rb"/MediaBox \[0 0 ([\d.]+) ([\d.]+)\]", pdf.read_bytes())
+        return {(round(float(w)), round(float(h))) for w, h in boxes}
+    assert pages(sweep_dir / "index.pdf") == {(595, 842)}  # A4
+    assert pages(report.render_pdf(sweep_dir / "index.html", tmp_path / "i.pdf", "Letter landscape")) == {(792, 612)}
 
 
 @pytest.mark.slow

@@ -39,7 +39,7 @@ class Job:
     notebooks: tuple[str, ...]
     key: str
     code: bool
-    pdf: bool
+    pdf: str  # the PDFs' page size (reporting.html.page_size), "" for none
     threads: int
     parameters: tuple[tuple[str, Any], ...] = ()  # the notebooks' own parameters (report.parameters)
 
@@ -147,10 +147,11 @@ def _render(executed: Path, page: Path, job: Job, status: dict[str, Any]) -> Non
     pdf(page, job.pdf)
 
 
-def pdf(page: Path, wanted: bool) -> None:
-    """Print ``page`` to PDF beside it when asked and Chromium is there (run_sweep says when not)."""
-    if wanted and report.chromium():
-        report.render_pdf(page, page.with_suffix(".pdf"))
+def pdf(page: Path, size: str) -> None:
+    """Print ``page`` to PDF beside it on ``size`` pages when asked (``size`` not "") and Chromium
+    is there (run_sweep says when not)."""
+    if size and report.chromium():
+        report.render_pdf(page, page.with_suffix(".pdf"), size)
 
 
 def _first_line(err: Exception) -> str:

@@ -32,7 +32,7 @@ from .sweep import NOTEBOOKS, SUMMARY_NOTEBOOK, Run, Sweep, run_key, settings
 
 
 def prepare_run(run: Run, sweep: Sweep, sweep_dir: Path, threads: int, force: bool,
-                pdf: bool, log: Callable[[str], None]) -> Job | None:
+                pdf: str, log: Callable[[str], None]) -> Job | None:
     """Write the run's config.yaml and return its Job, or None when it is complete and unchanged.
 
     A run whose folder holds results of a different config is moved to ``_previous/`` first,
@@ -46,7 +46,7 @@ def prepare_run(run: Run, sweep: Sweep, sweep_dir: Path, threads: int, force: bo
     done = files.done
     if not force and done.exists() and done.read_text() == key:
         for page in files.pages():
-            print_pdf(page, pdf and not page.with_suffix(".pdf").exists())
+            print_pdf(page, "" if page.with_suffix(".pdf").exists() else pdf)
         return None
     if force and run_dir.exists():
         shutil.rmtree(run_dir)
@@ -84,14 +84,15 @@ def select(runs: list[Run], only: str | None) -> list[Run]:
 
 def run_sweep(sweep: Sweep, out: str | Path = "reports", jobs: int = 1, pdf: bool = False,
               force: bool = False, only: str | None = None, log: Callable[[str], None] = print) -> int:
-    """Run a sweep's missing or changed runs, then build its index; returns 0 if all runs are ok."""
+    """Run a sweep's missing or changed runs, then build its index; returns 0 if all runs are ok.
+    ``pdf``: also print every page to PDF, on the sweep's ``report.page_size`` pages."""
     engine = replace(sweep.executor, jobs=jobs)
     executors.require(engine)  # a missing engine stops the sweep before any run is touched
     sweep_dir = Path(out) / sweep.name
     sweep_dir.mkdir(parents=True, exist_ok=True)
     runs = select(sweep.runs, only)
     with sweep_lock(sweep_dir):
-        return _run_locked(sweep, sweep_dir, runs, engine, pdf, force, log)
+        return _run_locked(sweep, sweep_dir, runs, engine, sweep.page_size if pdf else "", force, log)
 
 
 @contextmanager
@@ -122,7 +123,7 @@ def sweep_lock(sweep_dir: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _run_locked(sweep: Sweep, sweep_dir: Path, runs: list[Run], engine: executors.ExecutorSettings, pdf: bool,
+def _run_locked(sweep: Sweep, sweep_dir: Path, runs: list[Run], engine: executors.ExecutorSettings, pdf: str,
                 force: bool, log: Callable[[str], None]) -> int:
     jobs = engine.jobs
     if pdf and not report.chromium():
@@ -193,8 +194,9 @@ def _write_sweep_file(sweep: Sweep, sweep_dir: Path) -> None:
                  for r in sweep.runs]})
 
 
-def build_index(sweep: Sweep, sweep_dir: Path, pdf: bool = False) -> Path:
-    """Execute the summary notebook over the sweep's folder into index.html (and summary.csv)."""
+def build_index(sweep: Sweep, sweep_dir: Path, pdf: str = "") -> Path:
+    """Execute the summary notebook over the sweep's folder into index.html (and summary.csv),
+    and index.pdf on ``pdf`` pages unless ``pdf`` is ""."""
     notebook = NOTEBOOKS / f"{SUMMARY_NOTEBOOK}.ipynb"
     files = SweepDir(sweep_dir)
     executed, page = files.index_notebook, files.index

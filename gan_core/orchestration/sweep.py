@@ -9,7 +9,8 @@
       lsgan: {loss.kind: mse}
     seeds: [0, 1, 2]                 # each configuration once per train.seed: runs bs64-z10-s0, ...
     report: {code: false, notebooks: [01_architecture, 02_training],
-             parameters: {sample_class: Bag}}    # the notebooks' own parameters (optional)
+             parameters: {sample_class: Bag},    # the notebooks' own parameters (optional)
+             page_size: letter}                  # of the PDFs (--pdf): A4 (default), letter, A3 landscape, ...
     quick:                           # --quick: a CPU-sized version (optional)
       set: {train.epochs: 1}         #   joins set: (the variants and grid still override it)
       grid: {train.batch_size: [64]} #   replaces these axes of the grid
@@ -35,15 +36,16 @@ from .. import config as config_lib
 from .. import models
 from ..config import Config, ConfigError
 from ..paths import NOTEBOOKS, PACKAGE, REPO
+from ..reporting.html import page_size
 from .executors import ExecutorSettings, parse_settings
 
 SUMMARY_NOTEBOOK = "07_sweep_summary"
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=-]{0,99}")  # a run's folder: no '/', '..', HTML or spaces
 SWEEP_KEYS = {"base", "set", "grid", "variants", "seeds", "report", "executor", "quick"}
 QUICK_KEYS = {"set", "grid", "variants", "seeds"}
-REPORT_KEYS = {"code", "notebooks", "parameters"}
+REPORT_KEYS = {"code", "notebooks", "parameters", "page_size"}
 RUN_PARAMETERS = {"config_path", "run_dir", "progress"}  # what the runner passes every notebook itself
-RUNTIME_KEYS = {"train.threads", "train.progress"}  # change how a run is executed, not what it computes
+RUNTIME_KEYS = {"train.threads", "train.progress", "train.tensorboard"}  # change how a run is executed, not what it computes
 SHORT_NAMES = {"train.batch_size": "bs", "model.latent_dim": "z", "train.epochs": "ep",
                "optim_g.lr": "glr", "optim_d.lr": "dlr", "loss.kind": "", "loss.real_label": "real",
                "model.arch": "", "train.precision": "", "train.seed": "seed", "data.image_size": "px", "model.conditional": "cond"}
@@ -71,6 +73,7 @@ class Sweep:
     base: Path = field(default=Path())
     executor: ExecutorSettings = field(default_factory=ExecutorSettings)  # runtime: not in run_key
     parameters: dict[str, Any] = field(default_factory=dict)  # report.parameters: the notebooks' own
+    page_size: str = "A4"  # report.page_size: the PDFs' pages (runtime: not in run_key)
 
 
 def load_sweep(path: str | Path, quick: bool = False, overrides: dict[str, Any] | None = None) -> Sweep:
@@ -112,6 +115,8 @@ def load_sweep(path: str | Path, quick: bool = False, overrides: dict[str, Any] 
                               f"'.', '_', '-', '+', '=', starting with a letter or digit, at most 100 characters; "
                               f"rename the variant or the grid value)")
     _check_data_sizes(path, runs)
+    for run in runs:
+        config_lib.check_installed(run.config, f"{path} (run {run.name})")
     if len({r.name for r in runs}) != len(runs):
         raise ConfigError(f"{path}: two runs share a name: {[r.name for r in runs]}")
     report = _mapping(path, raw, "report")
@@ -121,8 +126,12 @@ def load_sweep(path: str | Path, quick: bool = False, overrides: dict[str, Any] 
                                                if p.stem != SUMMARY_NOTEBOOK)
     notebooks = [_find_notebook(path, name) for name in wanted]
     parameters = _notebook_parameters(path, _mapping(path, report, "parameters"), notebooks)
+    try:
+        page = page_size(report.get("page_size", "A4"))
+    except ValueError as err:
+        raise ConfigError(f"{path}: report.page_size: {err}") from None
     return Sweep(path.stem + ("-quick" if quick else ""), path, runs, notebooks, bool(report.get("code", False)),
-                 base_path, executor=executor, parameters=parameters)
+                 base_path, executor=executor, parameters=parameters, page_size=page)
 
 
 def _notebook_parameters(path: Path, parameters: dict[str, Any], notebooks: list[Path]) -> dict[str, Any]:

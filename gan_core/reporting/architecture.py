@@ -10,17 +10,20 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch
+from pandas.io.formats.style import Styler
 
 from ..models.base import Network
 from ..models.summary import format_shape
+from .tables import readable
 
 BOX_HEIGHT = 0.62  # in node spacings: the rest of each spacing is the arrow
 COLORS = {"G": "#dbe9f6", "D": "#fbe3d0", "io": "#eeeeee"}
 
 
-def layer_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """A network's layer rows as a table: name, layer, output shape, parameters."""
-    return pd.DataFrame(rows, columns=["name", "detail", "output_shape", "params"])
+def layer_frame(rows: list[dict[str, Any]]) -> Styler:
+    """A network's layer rows as a report table: module, layer, output shape, parameters."""
+    frame = pd.DataFrame(rows, columns=["name", "detail", "output_shape", "params"])
+    return readable(frame.assign(output_shape=frame["output_shape"].map(format_shape)), index=False)
 
 
 def stages(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

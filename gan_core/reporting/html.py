@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime
 import html
+import json
 import platform
 import re
 import shutil
@@ -21,6 +22,9 @@ from ..rundir import RunDir
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 HIDDEN_CELL_TAGS = ("parameters", "injected-parameters")  # the config header states the real values
+PAGE_SIZES = {"A5": (148, 210), "A4": (210, 297), "A3": (297, 420), "B5": (176, 250), "B4": (250, 353),
+              "letter": (215.9, 279.4), "legal": (215.9, 355.6), "ledger": (279.4, 431.8)}  # CSS's, in mm
+MARGIN_MM = (12, 10)  # top and bottom, left and right: PRINT_CSS's @page margin
 
 
 def git_commit() -> str:
@@ -50,13 +54,14 @@ def provenance() -> dict[str, str]:
 
 
 def header_html(config: Config, run_dir: str | Path) -> str:
-    """The report header: run, seed, config hash, versions and commit, and the full config."""
+    """The report header: run, seed, precision, versions and commit, then the full config and
+    its hash, folded (unfolded on paper)."""
     training = RunDir(run_dir).read_metrics().get("training", {})
-    facts = {"run": Path(run_dir).name, "seed": config.train.seed, "config hash": config.hash(),
+    facts = {"run": Path(run_dir).name, "seed": config.train.seed,
              **{k: training[k] for k in ("precision", "threads") if k in training}, **provenance()}
     text = html.escape(yaml.safe_dump(config.to_dict(), sort_keys=False))
-    return (f"{facts_table(facts)}"
-            f"<details><summary>resolved config</summary><pre>{text}</pre></details>")
+    return (f"{facts_table(facts)}<details><summary>resolved config (hash {config.hash()})</summary>"
+            f"<pre class='config'>{text}</pre></details>")
 
 
 def open_run(config_path: str | Path, run_dir: str | Path) -> tuple[Config, RunDir]:
@@ -94,23 +99,26 @@ def render_html(notebook: Path, out: Path, code: bool = False) -> Path:
     return out
 
 
-# A4 pages that keep every column: wide tables shrink and wrap instead of scrolling, headings
-# stay with what follows them, figures are not split
+# pages (A4 unless render_pdf is told otherwise) that keep every column: wide tables shrink and
+# wrap between words instead of scrolling, headings stay with what follows them, figures are
+# not split, the resolved config takes three columns
 PRINT_CSS = """<style>
-@page { size: A4; margin: 12mm 10mm; }
+@page { margin: MARGIN; }
 @media print {
   body { font-size: 10pt; }
+  pre.config { column-count: 3; font-size: 7pt; }
   div[style*="overflow-x"], .jp-OutputArea-output, .jp-RenderedHTMLCommon { overflow: visible !important; }
   .jp-Cell, .jp-Cell-outputWrapper, .jp-OutputArea, .jp-OutputArea-child, .jp-OutputArea-output {
     break-inside: auto !important; page-break-inside: auto !important; }
-  table { font-size: 7pt; width: 100% !important; table-layout: auto; }
-  td, th { padding: 1px 2px !important; overflow-wrap: anywhere; }
+  table { font-size: 7pt !important; width: 100% !important; table-layout: auto !important; }
+  td, th { padding: 1px 2px !important; }
+  table.sortable img { width: 64px !important; }
   h1, h2, h3 { break-after: avoid; page-break-after: avoid; }
   img, svg, tr { break-inside: avoid; page-break-inside: avoid; }
   img { max-width: 100% !important; }
 }
 </style>
-"""
+""".replace("MARGIN", f"{MARGIN_MM[0]}mm {MARGIN_MM[1]}mm")
 
 
 def offline(page: str) -> str:
@@ -133,35 +141,126 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--run-all-compositor-stages-before-draw", "--virtual-time-budget=10000")
 
 
-def _run_chromium(page: Path, *args: str) -> None:
+def _run_chromium(page: Path, *args: str) -> str:
+    """Run headless Chromium on ``page`` with ``args``; returns what it wrote to stdout."""
     browser = chromium()
     if browser is None:
         raise FileNotFoundError("Chromium not found: install it with 'apt-get install chromium'")
     for attempt in (1, 2):  # headless Chromium now and then hangs on a loaded machine: once more
         with tempfile.TemporaryDirectory() as profile:
             try:
-                subprocess.run([browser, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args,
-                                page.resolve().as_uri()], check=True, capture_output=True, timeout=90)
-                return
+                return subprocess.run([browser, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args,
+                                       page.resolve().as_uri()], check=True, capture_output=True, text=True,
+                                      timeout=90).stdout
             except subprocess.TimeoutExpired:
                 if attempt == 2:
                     raise
+    raise AssertionError("unreachable")
 
 
-def render_pdf(html_path: Path, pdf_path: Path) -> Path:
-    """Print an HTML report to PDF with headless Chromium.
+
+
+def page_size(page: str) -> str:
+    """``page`` checked as a CSS page size: a name of ``PAGE_SIZES`` (any case), optionally
+    followed by ``landscape`` or ``portrait`` (e.g. ``A4 landscape``); returned normalised.
+
+    Raises:
+        ValueError: not such a size; the message lists them.
+    """
+    words = str(page).split()
+    names = {name.lower(): name for name in PAGE_SIZES}
+    if not 1 <= len(words) <= 2 or words[0].lower() not in names or \
+            (len(words) == 2 and words[1].lower() not in ("landscape", "portrait")):
+        raise ValueError(f"page size {page!r} is not one of {', '.join(PAGE_SIZES)} "
+                         "(optionally followed by 'landscape')")
+    return " ".join([names[words[0].lower()], *(w.lower() for w in words[1:])])
+
+
+def printable(page: str, size: str = "A4") -> str:
+    """An HTML report as it is printed: ``size`` pages (``page_size``), folded sections open."""
+    rule = f"<style>@page {{ size: {page_size(size)}; }}</style></head>"
+    return page.replace("<details>", "<details open>").replace("</head>", rule, 1)
+
+
+# for a page whose tables are too wide for the paper otherwise: smaller type, and words broken
+# where they must be (never a column cut off)
+SQUEEZE_CSS = """<style>@media print {
+  table { font-size: 6pt !important; } td, th { overflow-wrap: anywhere; }
+}</style></head>"""
+
+
+def print_ready(html_path: Path, size: str = "A4") -> str:
+    """The page as ``render_pdf`` prints it: ``printable``, and squeezed (``SQUEEZE_CSS``) when
+    something would stick out of a ``size`` page without it (checked with ``overflowing``)."""
+    page = printable(html_path.read_text(encoding="utf-8"), size)
+    return page.replace("</head>", SQUEEZE_CSS, 1) if _probe(page, html_path, size)[1] else page
+
+
+def render_pdf(html_path: Path, pdf_path: Path, size: str = "A4") -> Path:
+    """Print an HTML report to PDF on ``size`` pages (``page_size``) with headless Chromium.
 
     Raises:
         FileNotFoundError: Chromium is not installed.
     """
     printed = html_path.with_name(f".print-{html_path.name}")  # beside it: the same relative links
-    printed.write_text(html_path.read_text(encoding="utf-8").replace("<details>", "<details open>"),
-                       encoding="utf-8")  # on paper the resolved config is shown, not folded away
+    printed.write_text(print_ready(html_path, size), encoding="utf-8")
     try:
         _run_chromium(printed, f"--print-to-pdf={pdf_path.resolve()}", "--no-pdf-header-footer")
     finally:
         printed.unlink(missing_ok=True)
     return pdf_path
+
+
+# lists every element that sticks out of the page, hides content behind a scrollbar, or is a
+# table cell whose content spills out of it
+OVERFLOW_PROBE = """<script>
+window.addEventListener("load", () => {
+  const width = document.documentElement.clientWidth, found = [];
+  for (const el of document.body.querySelectorAll("*")) {
+    const box = el.getBoundingClientRect(), style = getComputedStyle(el);
+    const clips = (["auto", "scroll", "hidden"].includes(style.overflowX) || ["TD", "TH"].includes(el.tagName))
+                  && el.scrollWidth > el.clientWidth + 1;  // a scrollbar, or a cell its content spills out of
+    if ((box.width > 0 && box.right > width + 1) || clips)
+      found.push(`${el.tagName.toLowerCase()}${el.className && typeof el.className === "string" ? "." +
+                  el.className.trim().split(/\\s+/)[0] : ""} ${Math.round(box.right)} px` +
+                 (clips ? ` (hides ${el.scrollWidth - el.clientWidth} px)` : ""));
+  }
+  const out = document.createElement("pre"); out.id = "overflow-probe";
+  out.textContent = JSON.stringify({width: width, found: found}); document.body.appendChild(out);
+});
+</script>"""
+
+
+def overflowing(html_path: Path, size: str = "A4") -> tuple[int, list[str]]:
+    """What of a report would not fit across a ``size`` page when ``render_pdf`` prints it.
+
+    Returns:
+        The printable width in CSS px, and one entry per element that sticks out past it,
+        hides content behind a scrollbar or spills out of its table cell (tag, class, right
+        edge); empty when everything fits.
+    """
+    return _probe(print_ready(html_path, size), html_path, size)
+
+
+def _probe(page: str, beside: Path, size: str) -> tuple[int, list[str]]:
+    """``page`` drawn by headless Chromium with its print stylesheet, as wide as a ``size``
+    page's printable width, with ``OVERFLOW_PROBE`` reporting; in a file beside ``beside``."""
+    name, *turn = page_size(size).split()
+    width_mm, height_mm = PAGE_SIZES[name]
+    across = (height_mm if turn == ["landscape"] else width_mm) - 2 * MARGIN_MM[1]
+    width = int(across / 25.4 * 96)  # CSS px are 1/96 inch
+    probe = beside.with_name(f".probe-{beside.name}")  # the same relative links
+    probe.write_text(page.replace("@media print", "@media all").replace("</body>", OVERFLOW_PROBE + "</body>", 1),
+                     encoding="utf-8")
+    try:
+        dom = _run_chromium(probe, "--dump-dom", f"--window-size={width},1200", "--hide-scrollbars")
+    finally:
+        probe.unlink(missing_ok=True)
+    found = re.search(r'<pre id="overflow-probe">(.*?)</pre>', dom, flags=re.S)
+    if not found:
+        raise RuntimeError(f"{beside}: the overflow probe did not run in Chromium")
+    result = json.loads(html.unescape(found.group(1)))
+    return result["width"], result["found"]
 
 
 def screenshot(html_path: Path, png_path: Path, width: int = 1280, height: int = 2000) -> Path:

@@ -8,16 +8,17 @@ from typing import Any
 from urllib.parse import quote
 
 import pandas as pd
+from pandas.io.formats.style import Styler
 
 from .. import config as config_lib
 from .. import models
+from ..analysis import comparison
 from ..analysis.losses import load_log, per_epoch
 from ..rundir import RunDir, SweepDir
 from .html import facts_table, provenance
+from .tables import label, number, readable
 
 HIDDEN_INDEX_COLUMNS = ("error", "images_per_s", "kid", "fd_floor")  # kept in summary.csv
-COLUMN_NAMES = {"duration_s": "time (s)", "fd": "FD", "classes": "classes covered",
-                "conditional_accuracy": "conditional accuracy"}  # the index's headers, where not the key
 
 
 def sweep_runs(sweep_dir: str | Path) -> list[dict[str, Any]]:
@@ -81,7 +82,8 @@ def _scores(evaluation: dict[str, Any]) -> dict[str, Any]:
 
 
 def index_html(table: pd.DataFrame, sweep_dir: str | Path) -> str:
-    """The sweep table as HTML with each run's final grid and links to its reports."""
+    """The sweep table as HTML: each run's name with links to its reports, its final grid, the
+    swept settings, status and scores (sortable by any column)."""
     sweep_dir = Path(sweep_dir)
     floor = ""
     if "fd_floor" in table and table["fd_floor"].notna().any():
@@ -99,19 +101,17 @@ def index_html(table: pd.DataFrame, sweep_dir: str | Path) -> str:
         hidden.append("configuration")  # no seeds: every run is its own configuration
     shown = table.drop(columns=hidden).dropna(axis=1, how="all")
     shown = shown.apply(lambda col: col.map(lambda v: html.escape(v) if isinstance(v, str) else v))  # names, values
-    # links and grids right after the run's name: the table is wide, they must not scroll away
-    shown.insert(1, "reports", [_links(sweep_dir / name) for name in table["run"]])
-    shown.insert(2, "final grid", [_thumbnail(RunDir(sweep_dir / name)) for name in table["run"]])
+    # the reports' links under the run's name and the grid beside it: they must not scroll away
+    shown["run"] = [f"<b>{html.escape(name)}</b><br><small>{_links(sweep_dir / name)}</small>" for name in table["run"]]
+    shown.insert(1, "final grid", [_thumbnail(RunDir(sweep_dir / name)) for name in table["run"]])
     shown["status"] = [_status_cell(sweep_dir / name, s, e) for name, s, e
                        in zip(table["run"], table["status"], table["error"])]
     for column in ("epochs", "seed"):
         if column in shown:
             shown[column] = shown[column].astype("Int64")
-    shown = shown.rename(columns=lambda c: COLUMN_NAMES.get(c) or (f"{c[6:]} (last epoch)" if c.startswith("final_")
-                                                                     else c))
-    shown = shown.rename(columns=lambda c: c.rsplit(".", 1)[-1])  # model.latent_dim -> latent_dim
-    body = shown.to_html(escape=False, index=False, na_rep="", float_format=lambda x: f"{x:,.4g}",
-                         classes="sortable")
+    names = log_labels(sweep_dir, table)  # final_loss_d -> D loss (last epoch)
+    shown = shown.rename(columns=lambda c: label(c, names))  # model.latent_dim -> latent_dim
+    body = shown.to_html(escape=False, index=False, na_rep="", float_format=number, classes="sortable")
     return f"{floor}<div style='overflow-x:auto'>{body}</div>{SORTABLE}"
 
 
@@ -130,6 +130,32 @@ document.querySelectorAll("table.sortable th").forEach(th => { th.style.cursor =
 </script>"""
 
 
+def log_labels(sweep_dir: str | Path, table: pd.DataFrame) -> dict[str, str]:
+    """The labels of every logged column of the sweep's runs (``LogSchema.labels``), e.g. loss_d: D loss."""
+    configs = [Path(sweep_dir) / name / "config.yaml" for name in table["run"]]
+    return {k: v for path in configs if path.exists()
+            for k, v in models.log_schema(config_lib.load(path)).labels.items()}
+
+
+def configurations_table(configurations: pd.DataFrame, runs: pd.DataFrame) -> Styler:
+    """``comparison.per_configuration`` for the page, best FD first: seeds, FD mean, std and
+    interval, the other scores' means, and whether each is distinguishable from the next."""
+    shown = configurations.set_index("configuration")
+    if "fd_mean" in shown:
+        shown = shown.sort_values("fd_mean").join(comparison.rank_with_ties(configurations, runs))
+    frame = shown[["n", "seeds"]].copy()
+    for score in ("fd", "precision", "recall", "coverage"):
+        if f"{score}_mean" in shown:
+            frame[f"{label(score)} (mean)"] = shown[f"{score}_mean"]
+        if score == "fd" and "fd_mean" in shown:
+            frame["FD std"] = shown["fd_std"]
+            frame["FD 95 % interval"] = [f"[{number(low)}, {number(high)}]" if pd.notna(low) else "-"
+                                         for low, high in zip(shown["fd_ci_low"], shown["fd_ci_high"])]
+    if "vs next" in shown:
+        frame["vs next"] = shown["vs next"].fillna("")
+    return readable(frame)
+
+
 def _thumbnail(run: RunDir, width: int = 120) -> str:
     grids = run.sample_grids()
     if not grids:
@@ -141,8 +167,8 @@ def _thumbnail(run: RunDir, width: int = 120) -> str:
 
 def _links(run_dir: Path) -> str:
     pages = RunDir(run_dir).pages()
-    return "<br>".join(f"<a href='{quote(run_dir.name)}/{quote(p.name)}'>{html.escape(p.stem.split('_', 1)[1])}</a>"
-                       for p in pages)
+    return "<br>".join(f"<a href='{quote(run_dir.name)}/{quote(p.name)}' style='white-space:nowrap'>"
+                       f"{html.escape(p.stem.split('_', 1)[1].replace('_', ' '))}</a>" for p in pages)
 
 
 def _status_cell(run_dir: Path, status: str, error: str) -> str:

@@ -140,24 +140,3 @@ def score_reading(result: dict[str, Any]) -> list[str]:
     elif final["recall"] < 0.5 * floor["recall"]:
         lines.append("Recall is under half the floor's: the samples miss much of the data's variety.")
     return lines
-
-
-TRAINING_ROWS = {"epochs": "epochs", "steps": "steps", "seconds": "training time (s)",
-                 "images_per_s": "images/s (last epoch)", "precision": "precision", "threads": "CPU threads"}
-
-
-def training_table(training: dict[str, Any]) -> "pd.DataFrame":
-    """metrics.json's training section as a readable table: named rows, integers as integers,
-    losses to 4 significant digits; hashes and parameter counts are on the architecture page."""
-    import pandas as pd
-    rows = {}
-    for key, value in training.items():
-        if key.startswith(("final_", "mean_")):
-            when = "last epoch" if key.startswith("final_") else "all epochs"
-            rows[f"{key.split('_', 1)[1]} ({when}, mean)"] = f"{value:.4g}" if value is not None else "-"
-        elif key in TRAINING_ROWS:
-            rows[TRAINING_ROWS[key]] = (f"{value:,.0f}" if isinstance(value, float) and key != "seconds"
-                                        else f"{value:,.1f}" if isinstance(value, float) else value)
-    order = [TRAINING_ROWS[k] for k in TRAINING_ROWS if TRAINING_ROWS[k] in rows]
-    return pd.Series({**{k: rows[k] for k in order}, **{k: v for k, v in rows.items() if k not in order}},
-                     name="").to_frame()
