@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import math
 import signal
 import sys
@@ -76,25 +77,49 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
+def configure_logging(quiet: bool = False, verbose: bool = False) -> logging.Logger:
+    """The ``gan_core`` logger the commands speak through: progress and results (INFO; DEBUG
+    with ``verbose``) on stdout, warnings and errors on stderr; ``quiet``: warnings and errors only."""
+    logger = logging.getLogger("gan_core")
+    logger.handlers.clear()
+    out, err = logging.StreamHandler(sys.stdout), logging.StreamHandler(sys.stderr)
+    out.addFilter(lambda record: record.levelno < logging.WARNING)
+    err.setLevel(logging.WARNING)
+    for handler in (out, err):
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
+    logger.propagate = False
+    return logger
+
+
 def main(argv: list[str] | None = None) -> int:
     from . import __version__
     prog = "gan-workbook" if Path(sys.argv[0]).name == "gan-workbook" else "python -m gan_core"
     parser = argparse.ArgumentParser(prog=prog,
                                      description="GAN Workbook: train and report GANs and diffusion models.")
     parser.add_argument("--version", action="version", version=f"gan-workbook {__version__}")
+    talk = argparse.ArgumentParser(add_help=False)  # every command's: how much it says
+    loudness = talk.add_mutually_exclusive_group()
+    loudness.add_argument("-q", "--quiet", action="store_true", help="say only warnings and errors")
+    loudness.add_argument("-v", "--verbose", action="store_true",
+                          help="say more (a sweep's progress line every few seconds)")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("train", help="train one config into a run directory")
+    add = lambda name, text: sub.add_parser(name, help=text, parents=[talk])  # noqa: E731
+    p = add("train", "train one config into a run directory")
     p.add_argument("config", help="a YAML config, e.g. params/quick.yaml")
     p.add_argument("--out", required=True, help="run directory (log.csv, samples/, checkpoints/)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pt")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set train.epochs=1 (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    s = sub.add_parser("sweep", help="run a sweep's configurations through the notebooks into reports/")
+    s = add("sweep", "run a sweep's configurations through the notebooks into reports/")
     s.add_argument("sweep", help="a sweep file, e.g. params/sweeps/quick.yaml")
     s.add_argument("--jobs", type=int, default=1, help="runs in parallel (CPU threads are divided)")
     s.add_argument("--out", default="reports", help="reports folder (default: reports)")
     s.add_argument("--pdf", action="store_true", help="also print each report to PDF (headless Chromium)")
+    s.add_argument("--page-size", metavar="SIZE",
+                   help="the PDFs' pages: A4 (default, or the sweep's report.page_size), letter, A3 landscape, ...")
     s.add_argument("--force", action="store_true", help="rerun completed runs from scratch")
     s.add_argument("--only", help="run only these runs (comma-separated names or globs)")
     s.add_argument("--code", action="store_true", help="keep the code cells in the HTML reports")
@@ -110,17 +135,17 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--partition", help="slurm: the partition")
     s.add_argument("--time-min", type=int, help="slurm: time limit of one run in minutes")
     s.add_argument("--gpus-per-run", type=int, help="GPUs each run gets (local default: one when CUDA is there)")
-    c = sub.add_parser("config", help="print a config as it resolves (defaults, file, --set), validated")
+    c = add("config", "print a config as it resolves (defaults, file, --set), validated")
     c.add_argument("config", help="a YAML config, e.g. params/quick.yaml")
     c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
-    e = sub.add_parser("evaluate", help="score a run's generator (FD, KID, precision/recall, classes)")
+    e = add("evaluate", "score a run's generator (FD, KID, precision/recall, classes)")
     e.add_argument("run_dir", help="a run directory with checkpoints/last.pt")
     e.add_argument("--samples", type=int, help="generated images to score (default: the config's eval.samples)")
     e.add_argument("--no-checkpoints", action="store_true", help="skip the scores per saved checkpoint")
     e.add_argument("--update", action="store_true",
                    help="replace the run's canonical scores (metrics.json), which its reports show; they are "
                         "then marked stale and the next sweep re-renders them (default: RUN_DIR/evaluations/)")
-    g = sub.add_parser("generate", help="draw samples from a trained run (of one class, for a conditional GAN)")
+    g = add("generate", "draw samples from a trained run (of one class, for a conditional GAN)")
     g.add_argument("run_dir", help="a run directory with checkpoints/last.pt")
     g.add_argument("-n", "--count", type=int, default=16, help="images to draw (default: 16)")
     g.add_argument("--class", dest="class_name", metavar="CLASS",
@@ -128,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--seed", type=int, default=0, help="latent seed (default: 0)")
     g.add_argument("--out", help="PNG grid to write (default: RUN_DIR/generated[_CLASS].png)")
     args = parser.parse_args(argv)
+    say = configure_logging(args.quiet, args.verbose)
     from .data import DataError
     from .models import CheckpointError
     from .training import TrainingError
@@ -135,11 +161,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "train":
             from .training import train
             config = config_lib.load(preset(args.config), parse_overrides(args.set))
+            config_lib.check_installed(config, args.config)
             metrics = train(config, args.out, resume=args.resume,
-                            progress=False if args.no_progress else None)["training"]
+                            progress=False if args.no_progress or args.quiet else None, log=say.info)["training"]
             losses = (f"loss {metrics['final_loss']:.4f}" if "final_loss" in metrics else
                       f"loss_d {metrics['final_loss_d']:.3f}, loss_g {metrics['final_loss_g']:.3f}")
-            print(f"done: {metrics['epochs']} epochs, {metrics['steps']} steps, final {losses}; see {args.out}")
+            say.info(f"done: {metrics['epochs']} epochs, {metrics['steps']} steps, final {losses}; see {args.out}")
         elif args.command == "sweep":
             if threading.current_thread() is threading.main_thread():
                 signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops a sweep as Ctrl-C does
@@ -152,6 +179,12 @@ def main(argv: list[str] | None = None) -> int:
             sweep = load_sweep(preset(args.sweep), args.quick, parse_overrides(args.set))
             if args.code:
                 sweep = dataclasses.replace(sweep, code=True)
+            if args.page_size:
+                from .reporting.html import page_size
+                try:
+                    sweep = dataclasses.replace(sweep, page_size=page_size(args.page_size))
+                except ValueError as err:
+                    raise ConfigError(f"--page-size: {err}") from None
             sweep = dataclasses.replace(sweep, executor=with_flags(
                 sweep.executor, name=args.executor, address=args.scheduler, partition=args.partition,
                 time_min=args.time_min, gpus_per_run=args.gpus_per_run))
@@ -163,7 +196,11 @@ def main(argv: list[str] | None = None) -> int:
                 for run in runs:
                     print(f"  {run.name}: " + (", ".join(f"{k}={v}" for k, v in run.overrides.items()) or "the base"))
                 return 0
-            return run_sweep(sweep, args.out, args.jobs, args.pdf, args.force, args.only)
+            code = run_sweep(sweep, args.out, args.jobs, args.pdf, args.force, args.only, log=say.info)
+            if code:
+                say.warning(f"{sweep.name}: some runs failed; the index says which and why: "
+                            f"{Path(args.out) / sweep.name / 'index.html'}")
+            return code
         elif args.command == "config":
             config = config_lib.load(preset(args.config), parse_overrides(args.set))
             print(f"# {args.config}{' with --set ' + ', '.join(args.set) if args.set else ''}, resolved; "
@@ -178,17 +215,18 @@ def main(argv: list[str] | None = None) -> int:
             run = RunDir(args.run_dir)
             save = None if args.update else run.evaluations / (
                 f"{time.strftime('%Y%m%d-%H%M%S')}-{args.samples or 'default'}-samples.json")
-            for line in score_reading(evaluate_run(args.run_dir, args.samples, not args.no_checkpoints, save=save)):
-                print(line)
+            result = evaluate_run(args.run_dir, args.samples, not args.no_checkpoints, log=say.info, save=save)
+            for line in score_reading(result):
+                say.info(line)
             if args.update:
                 run.done.unlink(missing_ok=True)  # the reports show the old scores: the sweep redoes them
-                print(f"metrics.json updated; its reports are stale: run its sweep again to re-render them")
+                say.info("metrics.json updated; its reports are stale: run its sweep again to re-render them")
             else:
-                print(f"wrote {save} (metrics.json and the reports are unchanged; --update replaces them)")
+                say.info(f"wrote {save} (metrics.json and the reports are unchanged; --update replaces them)")
         elif args.command == "generate":
-            print(f"wrote {generate(args.run_dir, args.count, args.class_name, args.seed, args.out)}")
+            say.info(f"wrote {generate(args.run_dir, args.count, args.class_name, args.seed, args.out)}")
     except (ConfigError, DataError, TrainingError, CheckpointError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        say.error(f"error: {err}")
         return 2
     except KeyboardInterrupt as err:
         if args.command == "sweep":

@@ -30,8 +30,10 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
+import yaml
+
 from ..config import ConfigError
-from ..rundir import RunDir, epoch_of
+from ..rundir import RunDir
 from .job import Job, execute_run
 
 NAMES = ("local", "dask", "slurm")
@@ -46,6 +48,8 @@ FLAGS = {"name": "--executor", "address": "--scheduler", "partition": "--partiti
          "time_min": "--time-min", "gpus_per_run": "--gpus-per-run"}
 CONNECT_TIMEOUT_S = 20
 PROGRESS_EVERY_S = 30  # a line on the running runs at least this often (a sweep is never silent for long)
+PROGRESS_VERBOSE_S = 5  # the same with --verbose (the gan_core logger at DEBUG)
+BAR_WIDTH = 20
 SLURM_CPUS = 4  # CPUs of a SLURM task when cpus_per_run is not set (the submitting node's count means nothing there)
 
 
@@ -234,24 +238,25 @@ def _local(jobs: list[Job], settings: ExecutorSettings, log: Callable[[str], Non
     free = list(range(min(settings.jobs, len(jobs))))  # worker slots: each its own GPUs
     queue, running, results = list(jobs), {}, []
     scratch = Path(tempfile.mkdtemp(prefix="gan-sweep-"))  # job files and stderr, not in run folders
+    every = PROGRESS_VERBOSE_S if logging.getLogger("gan_core").isEnabledFor(logging.DEBUG) else PROGRESS_EVERY_S
     last_note = time.monotonic()
     try:
         while queue or running:
-            if time.monotonic() - last_note > PROGRESS_EVERY_S:
-                log(_progress(list(running.values()), len(queue), len(results)))
+            if time.monotonic() - last_note > every:
+                log(_progress([(job, started) for job, _, started in running.values()], len(jobs), len(results)))
                 last_note = time.monotonic()
             while queue and free:
                 job, slot = queue.pop(0), free.pop(0)
                 running[_start(job, scratch / f"{len(queue)}-{slot}", gpu_slot(devices, per_run, slot)
-                               if devices else [])] = (job, slot)
+                               if devices else [])] = (job, slot, time.monotonic())
             time.sleep(0.2)
             for process in [p for p in running if p.poll() is not None]:
-                job, slot = running.pop(process)
+                job, slot, _ = running.pop(process)
                 free.append(slot)
                 results.append(_outcome(job, lambda: _finished(job, process), log))
     except BaseException as err:  # Ctrl-C, SIGTERM, any failure here: no run goes on unseen
         stop_processes(list(running))
-        for job, _ in running.values():
+        for job, _, _ in running.values():
             log(f"{_lost(job, err)['run']}: interrupted; running the sweep again resumes it")
         raise
     finally:
@@ -259,15 +264,33 @@ def _local(jobs: list[Job], settings: ExecutorSettings, log: Callable[[str], Non
     return results
 
 
-def _progress(running: list[tuple[Job, int]], queued: int, finished: int) -> str:
-    """One line: each running run's notebook (and epoch while training), then the counts."""
+def _progress(running: list[tuple[Job, float]], total: int, finished: int) -> str:
+    """One line: a bar over the sweep's runs, then each running run (``(job, start time)``) with
+    its notebook (n of N), its epoch while it trains, and its time so far."""
+    filled = round(BAR_WIDTH * finished / total) if total else 0
     parts = []
-    for job, _ in running:
+    for job, started in running:
         run = RunDir(job.run_dir)
-        notebook = run.read_status().get("notebook", "starting")
-        grids = run.sample_grids() if notebook == "02_training" else []  # one at the end of each sampled epoch
-        parts.append(f"{run.name} {notebook}" + (f" (epoch {epoch_of(grids[-1])} done)" if grids else ""))
-    return f"running: {'; '.join(parts)} | {finished} finished, {queued} queued"
+        notebook = run.read_status().get("notebook")
+        stems = [Path(p).stem for p in job.notebooks]
+        where = f"notebook {stems.index(notebook) + 1}/{len(stems)} {notebook}" if notebook in stems else "starting"
+        elapsed = int(time.monotonic() - started)
+        parts.append(f"{run.name}: {where}{_epoch(run) if notebook == '02_training' else ''}, "
+                     f"{elapsed // 60}:{elapsed % 60:02d}")
+    return (f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {finished}/{total} runs done, {len(running)} running"
+            + (f" | {'; '.join(parts)}" if parts else ""))
+
+
+def _epoch(run: RunDir) -> str:
+    """", epoch 3/5": the epoch of the newest row of the run's log.csv, of the config's epochs."""
+    try:
+        with open(run.log, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
+            epoch = int(f.read().splitlines()[-1].split(b",")[0])
+        epochs = yaml.safe_load(run.config.read_text())["train"]["epochs"]
+    except (OSError, ValueError, IndexError, KeyError, TypeError, yaml.YAMLError):
+        return ""  # no row yet, or the header only
+    return f", epoch {epoch}/{epochs}"
 
 
 def _start(job: Job, files: Path, gpus: list[str]) -> subprocess.Popen:
