@@ -131,7 +131,7 @@ class Trainer:
         show = t.progress if progress is None else progress
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not show,
                    unit="step", dynamic_ncols=True, mininterval=1.0)
-        if t.tensorboard:
+        if t.tensorboard and self.epoch < t.epochs:  # (the later notebooks' train() calls train nothing)
             self.board = Board(self.run.tensorboard, self.schema, self.step)
         with bar, contextlib.closing(self.board) if self.board else contextlib.nullcontext():
             for epoch in range(self.epoch + 1, t.epochs + 1):
