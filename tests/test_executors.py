@@ -232,7 +232,7 @@ report: {notebooks: [02_training]}
 def test_a_signal_stops_the_sweep_its_runs_and_kernels(tmp_path, sig, code):
     """Ctrl-C or SIGTERM of the CLI: every run's process and kernel stop within seconds, the
     index is written and says the runs were interrupted, and a rerun resumes them."""
-    path = write_sweep(tmp_path, """grid: {train.epochs: [30, 31, 32]}  # two running, one queued
+    path = write_sweep(tmp_path, """grid: {train.epochs: [300, 301, 302]}  # two running, one queued; never done in time
 set: {data.subset: 256}
 report: {notebooks: [02_training]}
 """)
@@ -245,6 +245,7 @@ report: {notebooks: [02_training]}
         time.sleep(0.1)
     family = sweep.children(recursive=True)
     started = time.monotonic()
+    assert sweep.poll() is None, sweep.communicate()  # still running: the signal is what stops it
     sweep.send_signal(sig)
     _, stderr = sweep.communicate(timeout=60)
     assert sweep.returncode == code, stderr
