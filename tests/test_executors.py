@@ -237,8 +237,11 @@ set: {data.subset: 256}
 report: {notebooks: [02_training]}
 """)
     out = tmp_path / "reports"
+    # as from a terminal: Ctrl-C's SIGINT handled by Python (a test worker may have left it ignored, and a
+    # child inherits an ignored signal)
     sweep = psutil.Popen([sys.executable, "-m", "gan_core", "sweep", str(path), "--out", str(out), "--jobs", "2"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while len(list(out.glob("s/*/checkpoints/last.pt"))) < 2:
         assert time.monotonic() < deadline and sweep.poll() is None, sweep.communicate()
