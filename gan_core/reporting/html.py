@@ -115,7 +115,7 @@ PRINT_CSS = """<style>
   table.sortable img { width: 64px !important; }
   h1, h2, h3 { break-after: avoid; page-break-after: avoid; }
   img, svg, tr { break-inside: avoid; page-break-inside: avoid; }
-  img { max-width: 100% !important; }
+  img { max-width: 100% !important; max-height: 95vh; object-fit: contain; }  /* a figure taller than a page: scaled to one */
 }
 </style>
 """.replace("MARGIN", f"{MARGIN_MM[0]}mm {MARGIN_MM[1]}mm")
@@ -182,18 +182,24 @@ def printable(page: str, size: str = "A4") -> str:
     return page.replace("<details>", "<details open>").replace("</head>", rule, 1)
 
 
-# for a page whose tables are too wide for the paper otherwise: smaller type, and words broken
-# where they must be (never a column cut off)
-SQUEEZE_CSS = """<style>@media print {
-  table { font-size: 6pt !important; } td, th { overflow-wrap: anywhere; }
-}</style></head>"""
+# for a page whose tables are too wide for the paper otherwise, tried in turn until it fits:
+# smaller type, then headers broken where they must be, then cells too (never a column cut off)
+SQUEEZES = ("table { font-size: 6pt !important; }",
+            "table { font-size: 6pt !important; } th { overflow-wrap: anywhere; }",
+            "table { font-size: 6pt !important; } td, th { overflow-wrap: anywhere; }")
 
 
 def print_ready(html_path: Path, size: str = "A4") -> str:
-    """The page as ``render_pdf`` prints it: ``printable``, and squeezed (``SQUEEZE_CSS``) when
-    something would stick out of a ``size`` page without it (checked with ``overflowing``)."""
+    """The page as ``render_pdf`` prints it: ``printable``, squeezed by the first of
+    ``SQUEEZES`` that makes it fit a ``size`` page when it does not as it is (``overflowing``)."""
     page = printable(html_path.read_text(encoding="utf-8"), size)
-    return page.replace("</head>", SQUEEZE_CSS, 1) if _probe(page, html_path, size)[1] else page
+    if not _probe(page, html_path, size)[1]:
+        return page
+    for squeeze in SQUEEZES:
+        squeezed = page.replace("</head>", f"<style>@media print {{ {squeeze} }}</style></head>", 1)
+        if squeeze == SQUEEZES[-1] or not _probe(squeezed, html_path, size)[1]:
+            return squeezed
+    raise AssertionError("unreachable")
 
 
 def render_pdf(html_path: Path, pdf_path: Path, size: str = "A4") -> Path:
@@ -212,10 +218,10 @@ def render_pdf(html_path: Path, pdf_path: Path, size: str = "A4") -> Path:
 
 
 # lists every element that sticks out of the page, hides content behind a scrollbar, or is a
-# table cell whose content spills out of it
+# table cell whose content spills out of it, and every picture taller than a page (the window)
 OVERFLOW_PROBE = """<script>
 window.addEventListener("load", () => {
-  const width = document.documentElement.clientWidth, found = [];
+  const width = document.documentElement.clientWidth, height = window.innerHeight, found = [];
   for (const el of document.body.querySelectorAll("*")) {
     const box = el.getBoundingClientRect(), style = getComputedStyle(el);
     const clips = (["auto", "scroll", "hidden"].includes(style.overflowX) || ["TD", "TH"].includes(el.tagName))
@@ -224,6 +230,8 @@ window.addEventListener("load", () => {
       found.push(`${el.tagName.toLowerCase()}${el.className && typeof el.className === "string" ? "." +
                   el.className.trim().split(/\\s+/)[0] : ""} ${Math.round(box.right)} px` +
                  (clips ? ` (hides ${el.scrollWidth - el.clientWidth} px)` : ""));
+    if (el.tagName === "IMG" && box.height > height + 1)
+      found.push(`img ${Math.round(box.height)} px tall (the page: ${height} px)`);
   }
   const out = document.createElement("pre"); out.id = "overflow-probe";
   out.textContent = JSON.stringify({width: width, found: found}); document.body.appendChild(out);
@@ -232,28 +240,28 @@ window.addEventListener("load", () => {
 
 
 def overflowing(html_path: Path, size: str = "A4") -> tuple[int, list[str]]:
-    """What of a report would not fit across a ``size`` page when ``render_pdf`` prints it.
+    """What of a report would not fit a ``size`` page when ``render_pdf`` prints it.
 
     Returns:
         The printable width in CSS px, and one entry per element that sticks out past it,
         hides content behind a scrollbar or spills out of its table cell (tag, class, right
-        edge); empty when everything fits.
+        edge), and per picture taller than the page (it would leave a blank page before it);
+        empty when everything fits.
     """
     return _probe(print_ready(html_path, size), html_path, size)
 
 
 def _probe(page: str, beside: Path, size: str) -> tuple[int, list[str]]:
-    """``page`` drawn by headless Chromium with its print stylesheet, as wide as a ``size``
-    page's printable width, with ``OVERFLOW_PROBE`` reporting; in a file beside ``beside``."""
+    """``page`` drawn by headless Chromium with its print stylesheet in a window of a ``size``
+    page's printable area, with ``OVERFLOW_PROBE`` reporting; in a file beside ``beside``."""
     name, *turn = page_size(size).split()
-    width_mm, height_mm = PAGE_SIZES[name]
-    across = (height_mm if turn == ["landscape"] else width_mm) - 2 * MARGIN_MM[1]
-    width = int(across / 25.4 * 96)  # CSS px are 1/96 inch
+    across, down = PAGE_SIZES[name][::-1] if turn == ["landscape"] else PAGE_SIZES[name]
+    width, height = (int((mm - 2 * margin) / 25.4 * 96) for mm, margin in ((across, MARGIN_MM[1]), (down, MARGIN_MM[0])))
     probe = beside.with_name(f".probe-{beside.name}")  # the same relative links
     probe.write_text(page.replace("@media print", "@media all").replace("</body>", OVERFLOW_PROBE + "</body>", 1),
                      encoding="utf-8")
     try:
-        dom = _run_chromium(probe, "--dump-dom", f"--window-size={width},1200", "--hide-scrollbars")
+        dom = _run_chromium(probe, "--dump-dom", f"--window-size={width},{height}", "--hide-scrollbars")
     finally:
         probe.unlink(missing_ok=True)
     found = re.search(r'<pre id="overflow-probe">(.*?)</pre>', dom, flags=re.S)
