@@ -25,7 +25,7 @@ from .test_sweep import write_sweep
 
 @pytest.mark.parametrize("value, shown", [
     (4.0, "4"), (16, "16"), (12345.0, "12,345"), (449.3125, "449.3"), (0.015625, "0.01562"),
-    (5.09e-14, "5.09e-14"), (float("nan"), "-"), (None, "-"), ("bf16", "bf16"), (True, "True"),
+    (5.09e-14, "5.09e-14"), (12345.6, "12,346"), (9999.7, "10,000"), (-50123.4, "-50,123"), (9999.4, "9,999"), (float("nan"), "-"), (None, "-"), ("bf16", "bf16"), (True, "True"),
     (np.int64(7), "7"), (np.float32(0.5), "0.5"),
 ])
 def test_numbers_are_shown_as_a_reader_expects(value, shown):

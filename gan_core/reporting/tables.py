@@ -46,14 +46,15 @@ def label(key: str, names: Mapping[str, str] | None = None) -> str:
 
 
 def number(value: Any, digits: int = DIGITS) -> str:
-    """One cell: integers (also 4.0) with thousands separators, other numbers to ``digits``
+    """One cell: integers (also 4.0) and numbers of more than ``digits`` integer digits rounded,
+    with thousands separators (12,346 images/s, not 1.235e+04), other numbers to ``digits``
     significant digits, missing values as "-", anything else as it is."""
     if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
         return "-"
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         return str(value)
-    if float(value).is_integer() and abs(value) < 1e15:
-        return f"{int(value):,}"
+    if (float(value).is_integer() or abs(value) >= 10 ** digits - 0.5) and abs(value) < 1e15:
+        return f"{round(value):,}"
     return f"{value:,.{digits}g}"
 
 
@@ -81,8 +82,6 @@ def training_table(training: dict[str, Any], schema: LogSchema) -> Styler:
     rows = {name: training[key] for key, name in TRAINING_ROWS.items() if key in training}
     if isinstance(rows.get("training time (s)"), float):
         rows["training time (s)"] = round(rows["training time (s)"], 1)
-    if isinstance(rows.get("images/s (last epoch)"), float):
-        rows["images/s (last epoch)"] = round(rows["images/s (last epoch)"])
     rows.update({label(key, schema.labels): value for key, value in training.items()
                  if key.startswith(("final_", "mean_"))})
     return readable(pd.Series(rows, name="", dtype=object))
