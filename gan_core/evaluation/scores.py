@@ -19,6 +19,7 @@ COVERED_SHARE = 0.01  # a class counts as covered when at least 1 % of the sampl
 SCORES = {"fd": "FD", "kid": "KID", "kid_std": "KID std", "precision": "precision", "recall": "recall",
           "density": "density", "coverage": "coverage", "classes_covered": "classes covered",
           "class_kl": "class KL (nats)", "conditional_accuracy": "conditional accuracy"}
+KID_NO_SPREAD = 1e-9  # a kid_std below this: every KID subset held all the samples (the rest is rounding)
 
 
 class FeaturePassThrough(nn.Module):

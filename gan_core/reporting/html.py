@@ -158,8 +158,6 @@ def _run_chromium(page: Path, *args: str) -> str:
     raise AssertionError("unreachable")
 
 
-
-
 def page_size(page: str) -> str:
     """``page`` checked as a CSS page size: a name of ``PAGE_SIZES`` (any case), optionally
     followed by ``landscape`` or ``portrait`` (e.g. ``A4 landscape``); returned normalised.
@@ -193,13 +191,8 @@ def print_ready(html_path: Path, size: str = "A4") -> str:
     """The page as ``render_pdf`` prints it: ``printable``, squeezed by the first of
     ``SQUEEZES`` that makes it fit a ``size`` page when it does not as it is (``overflowing``)."""
     page = printable(html_path.read_text(encoding="utf-8"), size)
-    if not _probe(page, html_path, size)[1]:
-        return page
-    for squeeze in SQUEEZES:
-        squeezed = page.replace("</head>", f"<style>@media print {{ {squeeze} }}</style></head>", 1)
-        if squeeze == SQUEEZES[-1] or not _probe(squeezed, html_path, size)[1]:
-            return squeezed
-    raise AssertionError("unreachable")
+    tries = [page, *(page.replace("</head>", f"<style>@media print {{ {s} }}</style></head>", 1) for s in SQUEEZES)]
+    return next((t for t in tries[:-1] if not _probe(t, html_path, size)[1]), tries[-1])
 
 
 def render_pdf(html_path: Path, pdf_path: Path, size: str = "A4") -> Path:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..evaluation.scores import COVERED_SHARE
+from ..evaluation.scores import COVERED_SHARE, KID_NO_SPREAD
 from ..models import LogSchema
 
 MIN_ROWS = 20  # fewer log rows than this: too short to speak of trends
@@ -121,7 +121,7 @@ def score_reading(result: dict[str, Any]) -> list[str]:
     if outside:
         lines.append(", ".join(f"{v:.0%} look like {c}" for c, v in outside.items())
                      + (", a class" if len(outside) == 1 else ", classes") + " not trained on.")
-    spread = (f" ± {final['kid_std']:.2g} over subsets" if final["kid_std"] > 1e-9  # else every subset is all
+    spread = (f" ± {final['kid_std']:.2g} over subsets" if final["kid_std"] > KID_NO_SPREAD
               else " (the subsets hold every sample: no spread to show)")
     lines.append(f"KID {final['kid']:.3g}{spread} (floor {floor['kid']:.2g}): on the "
                  "evaluator's raw features, so not comparable with published KID; it is unbiased, so "
