@@ -2,8 +2,9 @@
 
     python benchmarks/sweep_overhead.py reports/quick
 
-Reads each run's status.json (seconds per notebook) and metrics.json (the training time inside
-02_training) and prints them with the share of the time spent outside training.
+Reads each run's status.json (seconds per notebook, and its reports' time: the notebooks without
+the training in them) and metrics.json (the training time over all of the run's invocations)
+and prints them with the share of the time spent outside training.
 """
 from __future__ import annotations
 
@@ -23,9 +24,9 @@ def main() -> None:
         raise SystemExit(f"{args.sweep_dir}: no run has recorded its notebook times yet")
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         print(table.to_string())
-    training, total = table["training"].sum(), table["total"].sum()
-    print(f"\nall runs: {total:.0f} s of notebooks, {training:.0f} s training, "
-          f"{total - training:.0f} s everything else ({1 - training / total:.0%} overhead)")
+    training, reports = table["training"].sum(), table["reports"].sum()
+    print(f"\nall runs: {training:.0f} s training, {reports:.0f} s everything else "
+          f"({reports / (training + reports):.0%} overhead)")
 
 
 if __name__ == "__main__":

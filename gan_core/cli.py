@@ -5,6 +5,7 @@ import argparse
 import dataclasses
 import logging
 import math
+import shutil
 import signal
 import sys
 import threading
@@ -16,16 +17,9 @@ import yaml
 
 from . import config as config_lib
 from .config import ConfigError
+from .paths import preset
 
 EXECUTORS = ("local", "dask", "slurm")  # orchestration.executors.NAMES, without importing it
-
-
-def preset(path: str) -> str:
-    """``path``, or where an installed package keeps it: ``params/...`` names a shipped preset."""
-    from .paths import PARAMS
-    if not Path(path).exists() and Path(path).parts[:1] == ("params",) and (PARAMS.parent / path).exists():
-        return str(PARAMS.parent / path)
-    return path
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
@@ -45,12 +39,11 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
 
 def generate(run_dir: str, count: int, class_name: str | None, seed: int, out: str | None) -> Path:
     """Write ``count`` samples of a run's generator (of one class) as a PNG grid; returns its path."""
-    from torchvision.utils import save_image
-
     from .analysis.latent import class_samples
     from .evaluation import sample_images
     from .models import load_family
     from .rundir import RunDir
+    from .training.trainer import save_grid
     if count < 1:
         raise ConfigError(f"--count must be >= 1 (got {count})")
     family, _ = load_family(RunDir(run_dir).last_checkpoint)
@@ -69,8 +62,25 @@ def generate(run_dir: str, count: int, class_name: str | None, seed: int, out: s
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ConfigError(f"--out {str(path)!r}: cannot create its folder ({err.strerror})") from None
-    save_image(images, path, nrow=math.ceil(math.sqrt(count)), normalize=True, value_range=(-1, 1), padding=2)
+    save_grid(images, path, math.ceil(math.sqrt(count)))
     return path
+
+
+def copy_notebooks(folder: str | Path, force: bool = False) -> list[Path]:
+    """Copy the shipped notebooks into ``folder``; returns the copies.
+
+    Raises:
+        ConfigError: a notebook of that name is there already (and not ``force``).
+    """
+    from .paths import NOTEBOOKS
+    sources = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    targets = [Path(folder) / source.name for source in sources]
+    if not force and (there := [t.name for t in targets if t.exists()]):
+        raise ConfigError(f"{folder} already holds {', '.join(there)}: choose another folder or add --force")
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    for source, target in zip(sources, targets):
+        shutil.copyfile(source, target)
+    return targets
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -152,10 +162,15 @@ def main(argv: list[str] | None = None) -> int:
                    help="conditional runs: the class, by name or id, e.g. --class Sneaker")
     g.add_argument("--seed", type=int, default=0, help="latent seed (default: 0)")
     g.add_argument("--out", help="PNG grid to write (default: RUN_DIR/generated[_CLASS].png)")
+    n = add("notebooks", "copy the workbook's notebooks into a folder of yours (to open in JupyterLab)")
+    n.add_argument("folder", help="where to put them; runs the notebooks train go beside them")
+    n.add_argument("--force", action="store_true", help="overwrite notebooks already there")
     args = parser.parse_args(argv)
     say = configure_logging(args.quiet, args.verbose)
     from .data import DataError
     from .models import CheckpointError
+    from .evaluators import EvaluatorError
+    from .rundir import CacheError, RunIncomplete
     from .training import TrainingError
     try:
         if args.command == "train":
@@ -194,7 +209,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{sweep.path}: {len(runs)} runs into {Path(args.out) / sweep.name} "
                       f"(notebooks: {', '.join(p.stem for p in sweep.notebooks)})")
                 for run in runs:
-                    print(f"  {run.name}: " + (", ".join(f"{k}={v}" for k, v in run.overrides.items()) or "the base"))
+                    print(f"  {run.name}: " + (", ".join(f"{k}={v}" for k, v in run.overrides.items()) or "the base")
+                          + (f" (compared with {run.reference})" if run.reference else ""))
+                for claim in sweep.claims:
+                    print(f"  claim: {claim.words}: predicts {claim.prediction()}")
                 return 0
             code = run_sweep(sweep, args.out, args.jobs, args.pdf, args.force, args.only, log=say.info)
             if code:
@@ -223,9 +241,12 @@ def main(argv: list[str] | None = None) -> int:
                 say.info("metrics.json updated; its reports are stale: run its sweep again to re-render them")
             else:
                 say.info(f"wrote {save} (metrics.json and the reports are unchanged; --update replaces them)")
+        elif args.command == "notebooks":
+            say.info(f"copied {len(copy_notebooks(args.folder, args.force))} notebooks to {args.folder}; "
+                     f"open them there (jupyter lab {args.folder})")
         elif args.command == "generate":
             say.info(f"wrote {generate(args.run_dir, args.count, args.class_name, args.seed, args.out)}")
-    except (ConfigError, DataError, TrainingError, CheckpointError) as err:
+    except (ConfigError, DataError, TrainingError, CheckpointError, CacheError, RunIncomplete, EvaluatorError) as err:
         say.error(f"error: {err}")
         return 2
     except KeyboardInterrupt as err:

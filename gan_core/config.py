@@ -18,6 +18,14 @@ from typing import Any, Literal, Sequence, Union
 
 import yaml
 
+from .evaluators import SHIPPED as SHIPPED_EVALUATORS
+from .rundir import write_atomic
+
+
+# settings that change how or where a run executes, not what it computes (not in a run's key)
+RUNTIME_KEYS = {"train.threads", "train.progress", "train.tensorboard", "eval.cache_dir"}
+
+
 class ConfigError(ValueError):
     """A config that cannot be used; the message names the file, key and value."""
 
@@ -115,9 +123,12 @@ class EvalConfig:
     checkpoint_samples: int = 2000  # per saved checkpoint, for the quality-over-training curve
     nearest_k: int = 5  # k of the k-NN manifolds (precision/recall, density/coverage)
     kid_subset: int = 1000  # KID subset size (capped at the sample count)
-    evaluator_epochs: int = 3  # the evaluator classifier's training recipe (part of its cache key)
-    evaluator_subset: int | None = None  # train the evaluator on the first N training images
-    cache_dir: str = "~/.cache/gan-workbook"  # trained evaluators, keyed by data set and recipe hash
+    # auto: the evaluator shipped for the data set (fashion-mnist, digits: the same on every
+    # machine), else one trained here; train: always train one here (with the two settings below)
+    evaluator: Literal["auto", "shipped", "train"] = "auto"
+    evaluator_epochs: int = 3  # a trained evaluator's recipe (part of its cache key)
+    evaluator_subset: int | None = None  # train the evaluator on N random training images
+    cache_dir: str = "~/.cache/gan-workbook"  # trained evaluators, test features and floors, by key
 
 
 @dataclass(frozen=True)
@@ -368,6 +379,11 @@ def _check_values(c: Config, source: str) -> None:
         need(getattr(c.eval, key) > 0, f"eval.{key}", "must be > 0", getattr(c.eval, key))
     need(c.eval.evaluator_subset is None or c.eval.evaluator_subset > 0, "eval.evaluator_subset",
          "must be > 0", c.eval.evaluator_subset)
+    shipped = c.eval.evaluator != "train" and c.data.name in SHIPPED_EVALUATORS
+    for key, default in (("evaluator_epochs", 3), ("evaluator_subset", None)):
+        need(not shipped or getattr(c.eval, key) == default, f"eval.{key}", f"sets how an evaluator is trained here, "
+             f"but {c.data.name} is scored with the shipped one: add eval.evaluator: train, or leave it out",
+             getattr(c.eval, key))
     need(c.data.subset is None or c.data.subset >= t.batch_size, "data.subset",
          f"must hold at least one batch (train.batch_size = {t.batch_size})", c.data.subset)
 
@@ -386,4 +402,4 @@ def check_installed(config: Config, origin: str | Path) -> None:
 def save(config: Config, path: str | Path, comment: str = "") -> None:
     """Write the resolved config as YAML (``comment`` first, as ``#`` lines)."""
     head = "".join(f"# {line}\n" for line in comment.splitlines())
-    Path(path).write_text(head + yaml.safe_dump(config.to_dict(), sort_keys=False))
+    write_atomic(path, head + yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -1,8 +1,10 @@
-"""The one owner of the file names in a run folder and a sweep folder, and of how they are
-written: atomically (a temporary file, then a rename), JSON strictly (NaN as null).
+"""The one owner of the file names in a run folder and a sweep folder, and of how files that
+another process may read are written: atomically (a uniquely named temporary file beside the
+target, then a rename), JSON strictly (NaN as null); and of shared caches, computed once per
+key under a file lock.
 
     reports/<sweep>/                 SweepDir
-        sweep.json  index.html  summary.csv  comparison.csv  _previous/
+        sweep.json  index.html  summary.csv  comparison.csv  verdicts.csv  claims.csv  _previous/
         <run>/                       RunDir
             config.yaml  log.csv  train.log  metrics.json  status.json  .done
             samples/epoch_XXX.png  checkpoints/last.pt  checkpoints/epoch_XXX.pt
@@ -13,22 +15,146 @@ No torch here: the CLI, the sweep runner and the reports read these files withou
 """
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import json
 import math
 import os
 import re
+import shutil
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 EPOCH_FILE = re.compile(r"epoch_(\d+)\.")
+T = TypeVar("T")
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path``, then rename: readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+class CacheError(OSError):
+    """A file or cache that cannot be written (read-only folder, full disk); names the folder."""
+
+
+def write_atomic(path: str | Path, data: bytes | str) -> None:
+    """Write ``data`` to a uniquely named temporary file beside ``path``, then rename it over
+    ``path``: readers never see half a file, and two writers never share a temporary file.
+
+    Raises:
+        CacheError: the folder is read-only or its disk is full (naming the folder).
+    """
+    path = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise _write_error(path, err) from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide results from other users of shared storage
+        os.replace(tmp, path)
+    except BaseException as err:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(err, OSError):
+            raise _write_error(path, err) from None
+        raise
+
+
+def _write_error(path: Path, err: OSError) -> OSError:
+    if err.errno == errno.ENOSPC:
+        free = shutil.disk_usage(path.parent).free if path.parent.exists() else 0
+        return CacheError(errno.ENOSPC, f"{path.parent}: no space left on the device ({free / 1e6:.0f} MB free) "
+                          f"while writing {path.name}; free some space or choose another folder")
+    if err.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
+        return CacheError(err.errno, f"{path.parent}: not writable ({err.strerror}) while writing {path.name}")
+    return err
+
+
+def unwritable(folder: str | Path, need_mb: float) -> str | None:
+    """Why files cannot be written in ``folder``, or None; nothing is created. Where it does not
+    exist yet its nearest existing parent is asked: it is not a folder, a file cannot be made in
+    it (read-only, or another user's), or its disk has less than ``need_mb`` MB free."""
+    there = Path(folder).expanduser().absolute()
+    while not there.exists():
+        there = there.parent
+    if not there.is_dir():
+        return f"not writable ({there} is a file, not a folder)"
+    try:
+        with tempfile.TemporaryFile(dir=there):
+            pass
+    except OSError as err:
+        return f"not writable ({err.strerror or type(err).__name__})"
+    free = shutil.disk_usage(there).free / 1e6
+    if free < need_mb:
+        return f"only {free:.0f} MB free on its disk (at least {need_mb:.0f} MB needed)"
+    return None
+
+
+@contextlib.contextmanager
+def temporary_beside(path: str | Path, prefix: str) -> Iterator[Path]:
+    """A uniquely named file path beside ``path`` (same folder, so relative links in it resolve
+    alike), removed on exit; e.g. a page prepared for printing."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{prefix}-", suffix=path.suffix)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def file_lock(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if missing) for the block; other processes
+    wait. The operating system's lock (flock): a process that dies holds nothing."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def compute_once(path: str | Path, compute: Callable[[], T], dump: Callable[[T], bytes],
+                 load: Callable[[bytes], T | None], log: Callable[[str], None] = lambda line: None) -> T:
+    """The value cached in ``path``, computed and written once per key, however many processes ask.
+
+    ``load`` turns the file's bytes into the value, or None when they are not this key's (a
+    foreign or stale file); a file it cannot read (truncated, corrupt) counts as missing. Such a
+    file is never trusted: the first process to take the lock (``path`` + ``.lock``) computes
+    the value and writes it atomically; the others wait and read what it wrote.
+    """
+    path = Path(path)
+    value = _load(path, load, None)  # the common case: cached, no lock needed
+    if value is not None:
+        return value
+    with file_lock(path.with_name(f".{path.name}.lock")):
+        value = _load(path, load, log)
+        if value is None:
+            value = compute()
+            write_atomic(path, dump(value))
+    return value
+
+
+def _load(path: Path, load: Callable[[bytes], T | None], log: Callable[[str], None] | None) -> T | None:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    try:
+        value = load(data)
+    except Exception as err:  # truncated or corrupt: recomputed, never trusted
+        value = None
+        if log:
+            log(f"{path}: unreadable cache file ({type(err).__name__}); computing it again")
+    else:
+        if value is None and log:
+            log(f"{path}: a cache file of another key or version; computing it again")
+    return value
 
 
 def finite_or_none(value: Any) -> Any:
@@ -42,10 +168,14 @@ def finite_or_none(value: Any) -> Any:
     return value
 
 
-def write_json(path: Path, value: Any) -> None:
-    """Strict JSON (NaN and infinities as null), written atomically."""
-    text = json.dumps(finite_or_none(value), indent=2, sort_keys=True, allow_nan=False, default=str)
-    write_atomic(path, text.encode())
+def json_bytes(value: Any) -> bytes:
+    """Strict JSON (NaN and infinities as null), indented, keys sorted."""
+    return json.dumps(finite_or_none(value), indent=2, sort_keys=True, allow_nan=False, default=str).encode()
+
+
+def write_json(path: str | Path, value: Any) -> None:
+    """Strict JSON (``json_bytes``), written atomically."""
+    write_atomic(path, json_bytes(value))
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -57,6 +187,19 @@ def epoch_of(path: Path) -> int | None:
     """The epoch of a file named like ``epoch_007.png`` or ``epoch_007.pt``."""
     match = EPOCH_FILE.search(path.name)
     return int(match.group(1)) if match else None
+
+
+class RunIncomplete(RuntimeError):
+    """A run folder whose training has not finished: what reads it has nothing to show yet."""
+
+
+def _yaml_epochs(config: Path) -> int | None:
+    """``train.epochs`` of a config.yaml, without loading the config module (None if unreadable)."""
+    import yaml
+    try:
+        return int(yaml.safe_load(config.read_text())["train"]["epochs"])
+    except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError):
+        return None
 
 
 class RunDir:
@@ -85,7 +228,6 @@ class RunDir:
     status = property(lambda self: self.root / "status.json")  # ok / failed / running, per-notebook times
     done = property(lambda self: self.root / ".done")  # the key of a completed run
     samples = property(lambda self: self.root / "samples")
-    tensorboard = property(lambda self: self.root / "tensorboard")  # train.tensorboard's event files
     checkpoints = property(lambda self: self.root / "checkpoints")
     last_checkpoint = property(lambda self: self.checkpoints / "last.pt")
     tensorboard = property(lambda self: self.root / "tensorboard")
@@ -138,6 +280,21 @@ class RunDir:
         write_json(self.metrics, metrics)
         return metrics
 
+    def require_trained(self) -> dict[str, Any]:
+        """metrics.json's training section of a run whose training finished (checkpoints/last.pt
+        and as many epochs as config.yaml asks for); a cheap check, no torch, no data.
+
+        Raises:
+            RunIncomplete: naming what is missing and how to get it.
+        """
+        training = self.read_metrics().get("training", {})
+        wanted = _yaml_epochs(self.config)
+        if not self.last_checkpoint.exists() or not training or (wanted and training.get("epochs") != wanted):
+            done = f"{training.get('epochs')} of {wanted} epochs" if training else "no finished training"
+            raise RunIncomplete(f"{self.root}: the run's training has not finished ({done}): run its 02_training "
+                                "notebook (or gan-workbook train CONFIG --out RUN --resume) first")
+        return training
+
     def read_status(self) -> dict[str, Any]:
         return read_json(self.status)
 
@@ -156,6 +313,8 @@ class SweepDir:
     index_notebook = property(lambda self: self.root / "index.ipynb")
     summary = property(lambda self: self.root / "summary.csv")  # one row per run
     comparison = property(lambda self: self.root / "comparison.csv")  # one row per configuration
+    verdicts = property(lambda self: self.root / "verdicts.csv")  # one row per pair of configurations and score
+    claims = property(lambda self: self.root / "claims.csv")  # one row per claim of the sweep file
     previous = property(lambda self: self.root / "_previous")  # runs whose config changed
     lock = property(lambda self: self.root / ".sweep.lock")
 

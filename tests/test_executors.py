@@ -20,7 +20,7 @@ from gan_core.orchestration.sweep import load_sweep
 from .test_sweep import write_sweep
 
 SMOKE = "grid:\n  model.latent_dim: [8, 16]\nset: {train.threads: 1}  # engines give runs different CPU counts\nreport: {notebooks: [02_training]}\n"
-TIMING_COLUMNS = ("duration_s", "images_per_s")  # differ between any two executions
+TIMING_COLUMNS = ("training_s", "reports_s", "images_per_s")  # differ between any two executions
 
 
 def summary(sweep_dir):
@@ -225,6 +225,13 @@ report: {notebooks: [02_training]}
     metrics = json.loads((run_dir / "metrics.json").read_text())["training"]
     assert metrics["epochs"] == 12 and metrics["steps"] == 12 * 16
     assert (run_dir / ".done").exists()
+    # the index's times span both invocations: all the training, the reports as made in the last
+    assert 0 < metrics["session_seconds"] < metrics["seconds"]  # trained in two invocations
+    row = next(r for r in csv.DictReader(open(run_dir.parent / "summary.csv")) if r["run"] == "long")
+    status = json.loads((run_dir / "status.json").read_text())
+    assert float(row["training_s"]) == metrics["seconds"] and float(row["reports_s"]) == status["reports_s"]
+    assert status["reports_s"] == pytest.approx(sum(status["notebook_s"].values()) - metrics["session_seconds"],
+                                                abs=0.2)
 
 
 @pytest.mark.slow

@@ -8,7 +8,8 @@ import torch.nn.functional as F
 
 from gan_core.config import from_dict
 from gan_core.evaluation import Scorer, evaluate_run, sample_images, scores
-from gan_core.evaluation.evaluator import evaluator_data, evaluator_recipe, load_evaluator, recipe_hash
+from gan_core import evaluators
+from gan_core.evaluation.evaluator import cache_folder, evaluator_data, load_evaluator
 from gan_core.models import load_family
 from gan_core.reporting.prose import score_reading
 from gan_core.training import train
@@ -17,9 +18,10 @@ from .conftest import real_data_name
 
 
 def digits_config(tmp_path, **eval_overrides):
+    """Digits scored by the evaluator shipped for them (or, with evaluator: train, one trained here)."""
     return from_dict({"data": {"name": "digits"},
-                      "eval": {"evaluator_epochs": 12, "cache_dir": str(tmp_path), "samples": 297,
-                               "checkpoint_samples": 200, **eval_overrides}}, "test")
+                      "eval": {"cache_dir": str(tmp_path), "samples": 297, "checkpoint_samples": 200,
+                               **eval_overrides}}, "test")
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +86,8 @@ def test_the_floor_is_computed_once_per_evaluator(scorer, monkeypatch):
     calls = []
     monkeypatch.setattr(scorer, "score", lambda *a, **kw: calls.append(a))
     assert scorer.floor(150) == first and not calls  # read from beside the evaluator
-    floors = list(Path(scorer.info["path"]).parent.glob("*.floor-*.json"))
-    assert floors and all(json.loads(p.read_text())["key"]["evaluator"] == scorer.info["path"] for p in floors)
+    floors = list(cache_folder(scorer.config).glob("*.floor-*.json"))
+    assert floors and all(json.loads(p.read_text())["key"]["evaluator"] == scorer.info["id"] for p in floors)
 
 
 def test_class_scores_count_only_the_trained_classes():
@@ -156,7 +158,7 @@ def test_scores_are_deterministic(scorer):
 
 
 def test_stale_cache_is_refused_and_retrained(tmp_path):
-    config = digits_config(tmp_path, evaluator_epochs=1)
+    config = digits_config(tmp_path, evaluator="train", evaluator_epochs=1)
     load_evaluator(config, log=lambda s: None)
     path = next((tmp_path / "evaluators").glob("digits-*.pt"))
     state = torch.load(path, weights_only=True)
@@ -165,8 +167,8 @@ def test_stale_cache_is_refused_and_retrained(tmp_path):
     torch.save(state, path)
     lines = []
     model, info = load_evaluator(config, log=lines.append)
-    assert any("refused, retraining" in line for line in lines)
-    assert torch.load(path, weights_only=True)["recipe_hash"] == recipe_hash(evaluator_recipe(config))
+    assert any("another key or version; computing it again" in line for line in lines)
+    assert torch.load(path, weights_only=True)["recipe_hash"] == evaluators.recipe_hash(evaluators.recipe(config))
     assert any(v.abs().sum() > 0 for v in model.state_dict().values())  # trained again, not the zeroed ones
 
 
@@ -175,8 +177,7 @@ def test_evaluate_run_writes_scores(tmp_path):
         "data": {"name": "digits", "subset": 256},
         "model": {"latent_dim": 8, "ngf": 4, "ndf": 4},
         "train": {"epochs": 2, "batch_size": 32, "threads": 1, "progress": False, "num_samples": 16},
-        "eval": {"evaluator_epochs": 2, "cache_dir": str(tmp_path / "cache"), "samples": 200,
-                 "checkpoint_samples": 100}}, "test")
+        "eval": {"cache_dir": str(tmp_path / "cache"), "samples": 200, "checkpoint_samples": 100}}, "test")
     train(config, tmp_path / "run", log=lambda s: None)
     result = evaluate_run(tmp_path / "run", log=lambda s: None)
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())["evaluation"]
@@ -196,9 +197,9 @@ def test_evaluate_run_writes_scores(tmp_path):
 def test_fashion_mnist_evaluator_reaches_90_percent(tmp_path):
     if real_data_name() != "fashion-mnist":
         pytest.skip("Debian's dataset-fashion-mnist is not installed")
-    config = from_dict({"eval": {"cache_dir": str(tmp_path)}}, "test")  # the default recipe
+    config = from_dict({"eval": {"cache_dir": str(tmp_path), "evaluator": "train"}}, "test")  # trained here
     _, info = load_evaluator(config, log=lambda s: None)
-    assert info["test_accuracy"] >= 0.90
+    assert info["test_accuracy"] >= 0.90 and info["source"].startswith("trained on this machine")
 
 
 @pytest.mark.slow
@@ -215,3 +216,31 @@ def test_conditional_samples_are_of_the_requested_class(scorer, tmp_path):
     assert scores["conditional_accuracy"] > 0.5
     assert len(scores["conditional_accuracy_per_class"]) == 10
     assert "conditional_accuracy" not in scorer.score(images)
+
+
+def test_the_shipped_evaluator_scores_alike_on_every_machine(tmp_path):
+    """Fashion-MNIST and digits are scored with the networks that ship with gan_core: their
+    files match the manifest, a first use trains nothing, and two empty caches (two machines)
+    give the same scores for the same samples."""
+    manifest = json.loads((evaluators.FOLDER / "manifest.json").read_text())
+    for name in evaluators.SHIPPED:
+        entry = manifest[evaluators.shipped_file(name).name]
+        assert entry["sha256"] == evaluators.shipped_digest(name) and entry["recipe"] == evaluators.shipped_recipe(name)
+        assert entry["test_accuracy"] >= 0.9 and entry["bytes"] < 5_000_000
+    said = []
+    first = Scorer(digits_config(tmp_path / "a"), log=said.append)
+    second = Scorer(digits_config(tmp_path / "b"), log=lambda s: None)
+    assert not any("training the" in line for line in said) and first.info["version"].startswith("digits-v3 (")
+    images = real_train(first)[:120]
+    assert first.score(images) == second.score(images)
+
+
+def test_a_damaged_shipped_evaluator_is_refused(tmp_path, monkeypatch):
+    import shutil
+    folder = tmp_path / "evaluators"
+    shutil.copytree(evaluators.FOLDER, folder, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    damaged = folder / evaluators.shipped_file("digits").name
+    damaged.write_bytes(damaged.read_bytes()[:-10])
+    monkeypatch.setattr(evaluators, "FOLDER", folder)
+    with pytest.raises(evaluators.EvaluatorError, match="does not match its manifest"):
+        load_evaluator(digits_config(tmp_path), log=lambda s: None)

@@ -17,10 +17,10 @@ from .conftest import REPO, real_data_name
 
 SWEEPS = sorted((REPO / "params" / "sweeps").glob("*.yaml"))
 PRESETS = {  # sweep -> the run of its quick version to execute
-    "dcgan64_flowers": "bs16-z50", "dcgan64_latent": "z10-s0", "loss_comparison": "mlp1024-s0",
-    "mlp_fashion": "eps-wd-s0", "conditional": "cond-z100-ep3", "imagefolder128": "ttur",
+    "dcgan64_flowers": "bs16-z50-s0", "dcgan64_latent": "z10-s0", "loss_comparison": "mlp1024-s0",
+    "mlp_fashion": "eps-wd-s0", "conditional": "cond-z100-ep3-s0", "imagefolder128": "ttur",
     "ddpm_fashion": "base-cond", "gan_vs_ddpm": "ddpm-s0"}
-SEEDED = {"dcgan64_latent", "loss_comparison", "mlp_fashion", "gan_vs_ddpm"}  # the seed-reproduction presets
+SEEDED = {"dcgan64_latent", "loss_comparison", "mlp_fashion", "gan_vs_ddpm", "conditional", "dcgan64_flowers"}
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "params").glob("*.yaml")), ids=lambda p: p.name)
@@ -103,8 +103,7 @@ def test_quick_preset_runs_end_to_end(name, image_roots, tmp_path_factory):
     cache = tmp_path_factory.getbasetemp() / "evaluators"  # shared by the presets of this session
     path = REPO / "params" / "sweeps" / f"{name}.yaml"
     probe = load_sweep(path, quick=True).runs[0].config.data
-    overrides = {"eval.cache_dir": str(cache), "eval.evaluator_subset": 5000, "eval.evaluator_epochs": 1,
-                 "eval.samples": 300, "eval.checkpoint_samples": 100, "diffusion.sample_steps": 10,
+    overrides = {"eval.cache_dir": str(cache), "eval.samples": 300, "eval.checkpoint_samples": 100, "diffusion.sample_steps": 10,
                  "train.threads": 1}  # two test workers share 2 cores: more threads spin
     if probe.name in image_roots:
         overrides.update({"data.root": str(image_roots[probe.name]), "data.subset": None})  # all 192 test images

@@ -14,16 +14,17 @@ from gan_core.orchestration.sweep import load_sweep
 from .conftest import REPO, real_data_name
 
 
-def write_sweep(tmp_path, body, name="s"):
+def write_sweep(tmp_path, body, name="s", absolute_base=False):
+    """A sweep file over a tiny base config (``absolute_base``: named by its absolute path)."""
     base = tmp_path / "base.yaml"
     base.write_text(f"""
 data: {{name: {real_data_name()}, subset: 64}}
 model: {{latent_dim: 8, ngf: 4, ndf: 4}}
 train: {{epochs: 2, batch_size: 16, log_every: 2, num_samples: 16}}
-eval: {{samples: 64, checkpoint_samples: 32, evaluator_epochs: 1, evaluator_subset: 2000, cache_dir: {tmp_path / 'cache'}}}
+eval: {{samples: 64, checkpoint_samples: 32, cache_dir: {tmp_path / 'cache'}}}  # empty: the first use, every time
 """)
     path = tmp_path / f"{name}.yaml"
-    path.write_text("base: base.yaml\n" + body)
+    path.write_text(f"base: {base if absolute_base else 'base.yaml'}\n" + body)
     return path
 
 
@@ -64,7 +65,7 @@ def test_bad_sweep_stops_before_any_work(tmp_path, capsys, body, message):
 def smoke_sweep(tmp_path_factory):
     """The two-configuration sweep, all notebooks, run once for the tests below."""
     tmp = tmp_path_factory.mktemp("sweep")
-    path = write_sweep(tmp, "grid:\n  model.latent_dim: [8, 16]\n")
+    path = write_sweep(tmp, "grid:\n  model.latent_dim: [8, 16]\n", absolute_base=True)  # and an absolute sweep file
     lines = []
     code = run_sweep(load_sweep(path), tmp / "reports", jobs=2, pdf=True, log=lines.append)
     return tmp, path, code, lines
@@ -84,20 +85,24 @@ def test_sweep_produces_reports_and_index(smoke_sweep):
             assert "injected-parameters" not in page and "config_path = " not in page  # parameters hidden
             assert "Traceback" not in page
             assert "application/vnd.jupyter.stdout" not in page  # no console output on a page
-            assert str(tmp / "reports") not in page  # no path of the machine that built it
+            assert str(tmp) not in page  # no path of the machine that built it, though the user typed them
         status = json.loads((sweep_dir / run / "status.json").read_text())
         assert status["status"] == "ok" and len(status["reports"]) == len(notebooks)
         metrics = json.loads((sweep_dir / run / "metrics.json").read_text())
         assert {"training", "architecture", "loss_analysis", "evaluation"} <= metrics.keys()
         assert np.isfinite(metrics["training"]["final_loss_d"])
         assert set(status["notebook_s"]) == set(notebooks) and all(t > 0 for t in status["notebook_s"].values())
-    # the evaluator trained once, beside the runs rather than before them
-    assert any("evaluator in the background" in line for line in lines), lines
-    assert len([p for p in (tmp / "cache" / "evaluators").glob("*.pt") if ".test-" not in p.name]) == 1
+    # the shipped evaluator: nothing trained on first use, the test features cached once
+    assert not any("evaluator in the background" in line for line in lines), lines
+    assert [p.name.split(".test-")[1] for p in (tmp / "cache" / "evaluators").glob("*.pt")] == ["cea83e52d763.pt"]
+    for run in ("z8", "z16"):
+        assert "training the" not in (sweep_dir / run / "train.log").read_text()
     index = (sweep_dir / "index.html").read_text()
     assert "z8/02_training.html" in index and "z16/05_sample_gallery.html" in index
+    assert str(tmp) not in index and ">s.yaml<" in index and ">base.yaml<" in index  # names, not machine paths
+    assert "fashion-mnist-v3 (" in index or "digits-v3 (" in index  # the evaluator's version
     summary = (sweep_dir / "summary.csv").read_text().splitlines()
-    assert summary[0].startswith("run,rank,configuration,seed,differs,model.latent_dim,status")
+    assert summary[0].startswith("run,rank,configuration,seed,variant,reference,differs,model.latent_dim,status")
     assert "fd,fd_floor" in summary[0]
     assert len(summary) == 3
 
@@ -181,11 +186,12 @@ def test_pdf_page_size_is_a4_unless_asked(smoke_sweep, tmp_path):
 
 @pytest.mark.slow
 def test_failing_run_is_reported_and_others_complete(tmp_path):
-    path = write_sweep(tmp_path, f"""
+    """A run that fails at run time (its losses diverge; bad input is refused before any work)."""
+    path = write_sweep(tmp_path, """
 variants:
-  good: {{}}
-  broken: {{data.name: imagefolder, data.root: {tmp_path / 'no-such-folder'}}}
-report: {{notebooks: [01_architecture, 02_training]}}
+  good: {}
+  broken: {optim_d.lr: 1.0e+30, optim_g.lr: 1.0e+30}
+report: {notebooks: [01_architecture, 02_training]}
 """)
     lines = []
     code = run_sweep(load_sweep(path), tmp_path / "reports", jobs=2, log=lines.append)
@@ -193,12 +199,12 @@ report: {{notebooks: [01_architecture, 02_training]}}
     sweep_dir = tmp_path / "reports" / "s"
     assert json.loads((sweep_dir / "good" / "status.json").read_text())["status"] == "ok"
     status = json.loads((sweep_dir / "broken" / "status.json").read_text())
-    assert status["status"] == "failed" and status["failed_notebook"] == "01_architecture"
-    assert "DataError" in status["error"] and "no-such-folder" in status["error"]
-    page = (sweep_dir / "broken" / "01_architecture.html").read_text()
-    assert "papermill-error-cell" in page and "DataError" in page
+    assert status["status"] == "failed" and status["failed_notebook"] == "02_training"
+    assert "TrainingError" in status["error"] and "non-finite" in status["error"]
+    page = (sweep_dir / "broken" / "02_training.html").read_text()
+    assert "papermill-error-cell" in page and "TrainingError" in page
     index = (sweep_dir / "index.html").read_text()
-    assert "broken/01_architecture.html#papermill-error-cell" in index
+    assert "broken/02_training.html#papermill-error-cell" in index
     assert any("1 of 2 runs failed" in line for line in lines)
     assert not (sweep_dir / "good" / ".done").read_text() == ""
     # fixing nothing and running again retries only the failed run
@@ -222,17 +228,20 @@ def test_changed_config_keeps_earlier_results(tmp_path):
 
 @pytest.mark.slow
 def test_a_notebook_runs_from_any_folder_with_its_defaults(tmp_path):
-    """Copied out of the checkout and run there, a notebook finds its default config and run
-    folder (relative to the notebooks folder), not relative to where it runs."""
+    """Copied out of the checkout and run there, a notebook finds its default config (a shipped
+    preset) and writes its run beside itself, never into the checkout."""
     import shutil
 
     import papermill
-    copy = tmp_path / "elsewhere" / "01_architecture.ipynb"
+    copy = tmp_path / "elsewhere" / "02_training.ipynb"
     copy.parent.mkdir()
-    shutil.copy(REPO / "notebooks" / "01_architecture.ipynb", copy)
+    shutil.copy(REPO / "notebooks" / "02_training.ipynb", copy)
+    before = set((REPO / "runs").rglob("*")) if (REPO / "runs").exists() else set()
     papermill.execute_notebook(str(copy), str(tmp_path / "out.ipynb"), cwd=str(copy.parent), kernel_name="python3",
-                               progress_bar=False)
+                               progress_bar=False, parameters={"progress": False})
     assert "Traceback" not in (tmp_path / "out.ipynb").read_text()
+    assert (copy.parent / "runs" / "notebook-smoke" / "checkpoints" / "last.pt").exists()
+    assert (set((REPO / "runs").rglob("*")) if (REPO / "runs").exists() else set()) == before
 
 
 @pytest.mark.slow
@@ -257,3 +266,21 @@ def test_the_installed_package_runs_a_sweep_from_any_folder(tmp_path):
     assert json.loads((tmp_path / "reports" / "smoke" / "z8" / "status.json").read_text())["status"] == "ok"
     page = (tmp_path / "reports" / "smoke" / "z8" / "02_training.html").read_text()
     assert str(tmp_path / "reports") not in page and "Traceback" not in page  # no path of this machine, no error
+    # its notebooks write beside themselves: copied out, a notebook trains there; opened inside the
+    # installed package, it refuses and says how to copy them, and nothing is written there
+    installed = sorted(str(p) for p in site.rglob("*"))
+    copied = subprocess.run([sys.executable, "-m", "gan_core", "notebooks", str(tmp_path / "mine")],
+                            capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert copied.returncode == 0 and (tmp_path / "mine" / "02_training.ipynb").exists(), copied.stderr
+    run_notebook = ("import papermill, sys; papermill.execute_notebook(sys.argv[1], sys.argv[2], cwd=sys.argv[3], "
+                    "kernel_name='python3', progress_bar=False, parameters={'progress': False})")
+    mine = subprocess.run([sys.executable, "-c", run_notebook, str(tmp_path / "mine" / "02_training.ipynb"),
+                           str(tmp_path / "out.ipynb"), str(tmp_path / "mine")], capture_output=True, text=True, env=env)
+    assert mine.returncode == 0, mine.stderr[-2000:]
+    assert (tmp_path / "mine" / "runs" / "notebook-smoke" / "checkpoints" / "last.pt").exists()
+    inside = site / "gan_core" / "notebooks"
+    refused = subprocess.run([sys.executable, "-c", run_notebook, str(inside / "02_training.ipynb"),
+                              str(tmp_path / "refused.ipynb"), str(inside)], capture_output=True, text=True, env=env)
+    assert refused.returncode != 0 and "gan-workbook notebooks FOLDER" in refused.stderr + refused.stdout
+    assert sorted(str(p) for p in site.rglob("*") if "__pycache__" not in str(p)) == \
+        [p for p in installed if "__pycache__" not in p]  # the installed package is as it was

@@ -1,16 +1,18 @@
 """The evaluator: a small classifier per labelled data set whose features the scores use.
 
 Inception-v3 weights cannot be downloaded here, so each labelled data set gets its own small
-classifier, trained by gan_core on the training split (seeded, cached by a hash of its recipe).
-Its penultimate layer gives the features for every score; its predictions the class of a sample.
+classifier. For the data sets available offline (Fashion-MNIST, digits) one versioned network
+ships with the package (``gan_core/evaluators/``, made by ``scripts/train_evaluators.py`` from
+a fixed seed): every machine scores with the same weights, as FID's users share Inception's,
+and a first run trains nothing. Other data sets, or ``eval.evaluator: train``, train their own
+on the training split (seeded, cached by a hash of its recipe). Its penultimate layer gives the
+features for every score; its predictions the class of a sample. Which evaluator and its
+identity: ``gan_core.evaluators`` (no torch).
 """
 from __future__ import annotations
 
 import dataclasses
-import fcntl
-import hashlib
 import io
-import json
 import sys
 import time
 from pathlib import Path
@@ -20,11 +22,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import evaluators
 from ..config import Config
 from ..data import ImageData, load_data
-
-EVALUATOR_SIZES = {"fashion-mnist": 28, "mnist": 28, "digits": 28, "cifar10": 32}
-EVALUATOR_VERSION = 2  # bump when the network or its training changes: old caches are refused
+from ..evaluators import SIZES as EVALUATOR_SIZES
+from ..models.checkpoint import to_bytes
+from ..rundir import compute_once
 
 
 class Evaluator(nn.Module):
@@ -52,21 +55,6 @@ class Evaluator(nn.Module):
         return self.head(self.body(x))
 
 
-def evaluator_recipe(config: Config) -> dict[str, Any]:
-    """Everything the evaluator's weights depend on; its hash names the cache file."""
-    name = config.data.name
-    if name not in EVALUATOR_SIZES:
-        raise ValueError(f"no evaluator for {name}: scores need a labelled data set "
-                         f"({', '.join(EVALUATOR_SIZES)})")
-    return {"version": EVALUATOR_VERSION, "data": name, "root": config.data.root,
-            "size": EVALUATOR_SIZES[name], "epochs": config.eval.evaluator_epochs,
-            "subset": config.eval.evaluator_subset, "batch_size": 128, "lr": 1e-3, "seed": 0}
-
-
-def recipe_hash(recipe: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
-
-
 def evaluator_data(config: Config, split: str, subset: int | None = None,
                    classes: tuple | None = None) -> ImageData:
     """The config's data set at the evaluator's size and native channels, in memory."""
@@ -77,43 +65,33 @@ def evaluator_data(config: Config, split: str, subset: int | None = None,
 
 
 def load_evaluator(config: Config, log: Callable[[str], None] = print) -> tuple[Evaluator, dict[str, Any]]:
-    """The cached evaluator for ``config.data``, trained first if missing or stale.
+    """The evaluator of ``config.data`` (``eval.evaluator``: the shipped one, or one trained here)
+    and what identifies it (``evaluators.identity``: ``version``, ``id``, ``source``) with its
+    ``test_accuracy``, ``classes`` and ``recipe``.
 
-    A cache file whose recorded recipe hash differs from the expected one is refused and the
-    evaluator is retrained. A file lock lets parallel runs share one training.
+    A trained evaluator is cached; a cache file whose recipe hash differs, or that cannot be
+    read, is never trusted: the evaluator is trained again. Parallel runs share one training
+    (``rundir.compute_once``): the others wait for it and read its result.
+
+    Raises:
+        evaluators.EvaluatorError: a shipped evaluator asked for where none ships, or damaged.
     """
-    recipe = evaluator_recipe(config)
-    key = recipe_hash(recipe)
-    path = cache_path(config)
-    cache = path.parent
-    cache.mkdir(parents=True, exist_ok=True)
-    with open(cache / f"{path.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        state = _read_cache(path, key, log)
-        if state is None:
-            state = train_evaluator(config, recipe, log)
-            buffer = io.BytesIO()
-            torch.save({**state, "recipe_hash": key}, buffer)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_bytes(buffer.getvalue())
-            tmp.replace(path)
+    info = evaluators.identity(config)
+    if evaluators.uses_shipped(config):
+        state = torch.load(evaluators.shipped_file(config.data.name), map_location="cpu", weights_only=True)
+    else:
+        recipe = evaluators.recipe(config)
+        key = evaluators.recipe_hash(recipe)
+
+        def load(data: bytes) -> dict[str, Any] | None:
+            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+            return state if state.get("recipe_hash") == key else None
+
+        state = compute_once(cache_path(config), lambda: {**train_evaluator(config, recipe, log), "recipe_hash": key},
+                             to_bytes, load, log)
     model = Evaluator(state["channels"], len(state["classes"]))
     model.load_state_dict(state["weights"])
-    return model.eval(), {k: state[k] for k in ("test_accuracy", "classes", "recipe")} | {"path": str(path)}
-
-
-def _read_cache(path: Path, key: str, log: Callable[[str], None]) -> dict[str, Any] | None:
-    if not path.exists():
-        return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # unreadable cache: retrain rather than fail
-        log(f"{path}: unreadable ({type(err).__name__}); retraining the evaluator")
-        return None
-    if state.get("recipe_hash") != key:
-        log(f"{path}: recipe hash {state.get('recipe_hash')} != {key}; refused, retraining the evaluator")
-        return None
-    return state
+    return model.eval(), {**info, **{k: state[k] for k in ("test_accuracy", "classes", "recipe")}}
 
 
 def train_evaluator(config: Config, recipe: dict[str, Any], log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -172,13 +150,15 @@ def to_evaluator_input(images: torch.Tensor, config: Config) -> torch.Tensor:
     return images.clamp(-1, 1)
 
 
-DISPLAY_NAMES = {"fashion-mnist": "Fashion-MNIST", "mnist": "MNIST", "digits": "digits", "cifar10": "CIFAR-10"}
-
-
 def cache_path(config: Config) -> Path:
-    """Where the evaluator of ``config.data`` is cached."""
-    recipe = evaluator_recipe(config)
-    return Path(config.eval.cache_dir).expanduser() / "evaluators" / f"{recipe['data']}-{recipe_hash(recipe)}.pt"
+    """Where the evaluator of ``config.data`` is cached when it is trained here."""
+    recipe = evaluators.recipe(config)
+    return cache_folder(config) / f"{recipe['data']}-{evaluators.recipe_hash(recipe)}.pt"
+
+
+def cache_folder(config: Config) -> Path:
+    """The folder of trained evaluators and of every evaluator's cached features and floors."""
+    return Path(config.eval.cache_dir).expanduser() / "evaluators"
 
 
 def main(argv: list[str]) -> int:

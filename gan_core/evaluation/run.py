@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import time
 from pathlib import Path
@@ -14,9 +15,11 @@ import torch
 from ..config import Config
 from ..data import load_data
 from ..models import ModelFamily, load_family
-from ..rundir import RunDir, epoch_of, read_json, write_json
-from .evaluator import (DISPLAY_NAMES, EVALUATOR_SIZES, evaluator_data, features_and_classes, load_evaluator,
-                        to_evaluator_input)
+from ..models.checkpoint import to_bytes
+from ..rundir import RunDir, compute_once, epoch_of, json_bytes, write_json
+from ..evaluators import DISPLAY_NAMES
+from .evaluator import (EVALUATOR_SIZES, cache_folder, evaluator_data, features_and_classes,
+                        load_evaluator, to_evaluator_input)
 from .scores import SCORES, class_scores, conditional_scores, feature_scores, kth_radii, pixel_statistics
 
 FLOOR_VERSION = 1  # bump when the floor's scores change: cached floors are then recomputed
@@ -47,16 +50,17 @@ class Scorer:
 
     def _cached_test_features(self) -> torch.Tensor:
         """The test split's features, cached beside the evaluator (they depend on nothing else)."""
-        path = Path(self.info["path"]).with_suffix(f".test-{_key({'classes': self.config.data.classes})}.pt")
-        if path.exists():
-            cached = torch.load(path, weights_only=True)
-            if len(cached) == len(self.test):
-                return cached
-        real = features_and_classes(self.model, self.test.images)[0]
-        tmp = path.with_suffix(".tmp")
-        torch.save(real, tmp)
-        tmp.replace(path)
-        return real
+        path = cache_folder(self.config) / f"{self.info['id']}.test-{_key({'classes': self.config.data.classes})}.pt"
+
+        def load(data: bytes) -> torch.Tensor | None:
+            cached = torch.load(io.BytesIO(data), weights_only=True)
+            return cached if isinstance(cached, torch.Tensor) and cached.shape == (len(self.test), 128) else None
+
+        def compute() -> torch.Tensor:
+            self.log(f"computing the features of the {len(self.test):,} test images (once; cached in {path.parent})")
+            return features_and_classes(self.model, self.test.images)[0]
+
+        return compute_once(path, compute, to_bytes, load, self.log)
 
     def score(self, images: torch.Tensor, requested: torch.Tensor | None = None,
               detail: bool = True) -> dict[str, Any]:
@@ -80,16 +84,20 @@ class Scorer:
         """The same scores for ``n`` real training images (a fixed random subset): the best a
         generator can reach. Cached beside the evaluator."""
         e, classes = self.config.eval, self.config.data.classes
-        key = {"evaluator": self.info["path"], "n": n, "classes": classes, "nearest_k": e.nearest_k,
+        key = {"evaluator": self.info["id"], "n": n, "classes": classes, "nearest_k": e.nearest_k,
                "kid_subset": e.kid_subset, "version": FLOOR_VERSION}
-        path = Path(self.info["path"]).with_suffix(f".floor-{_key(key)}.json")
-        cached = read_json(path)
-        if cached.get("key") == key:
-            return cached["scores"]
-        fixed = dataclasses.replace(self.config, train=dataclasses.replace(self.config.train, seed=0))
-        scores = self.score(evaluator_data(fixed, "train", subset=n, classes=classes).images)
-        write_json(path, {"key": key, "scores": scores})
-        return scores
+        path = cache_folder(self.config) / f"{self.info['id']}.floor-{_key(key)}.json"
+
+        def load(data: bytes) -> dict[str, Any] | None:
+            cached = json.loads(data)
+            return cached["scores"] if cached.get("key") == key else None
+
+        def compute() -> dict[str, Any]:
+            self.log(f"scoring {n:,} real training images: the floor (once; cached in {path.parent})")
+            fixed = dataclasses.replace(self.config, train=dataclasses.replace(self.config.train, seed=0))
+            return self.score(evaluator_data(fixed, "train", subset=n, classes=classes).images)
+
+        return compute_once(path, compute, lambda scores: json_bytes({"key": key, "scores": scores}), load, self.log)
 
 
 def _key(value: Any) -> str:

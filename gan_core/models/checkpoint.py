@@ -22,11 +22,16 @@ class CheckpointError(RuntimeError):
     """A checkpoint that is missing, unreadable, refused by the safe loader or incomplete."""
 
 
+def to_bytes(value: Any) -> bytes:
+    """``value`` (tensors and plain data) as torch.save writes it."""
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
+    return buffer.getvalue()
+
+
 def write_checkpoint(state: dict[str, Any], path: Path) -> None:
     """Serialize ``state`` to ``path`` atomically: readers never see half a file."""
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    write_atomic(path, buffer.getvalue())
+    write_atomic(path, to_bytes(state))
 
 
 def read_checkpoint(path: str | Path, keys: tuple[str, ...] = ()) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from typing import Any, Callable
 import yaml
 
 from ..config import ConfigError
-from ..rundir import RunDir
+from ..rundir import RunDir, write_atomic
 from .job import Job, execute_run
 
 NAMES = ("local", "dask", "slurm")
@@ -296,9 +296,9 @@ def _epoch(run: RunDir) -> str:
 def _start(job: Job, files: Path, gpus: list[str]) -> subprocess.Popen:
     """Start ``job`` as ``python -m gan_core.orchestration.job`` in a new process group."""
     files.mkdir()
-    (files / "job.json").write_text(json.dumps(asdict(job)))
+    write_atomic(files / "job.json", json.dumps(asdict(job)))
     env = dict(os.environ, **({"CUDA_VISIBLE_DEVICES": ",".join(gpus)} if gpus else {}))
-    with open(files / "stderr", "wb") as stderr:
+    with open(files / "stderr", "wb") as stderr:  # the child's own stderr in a private folder: not shared
         return subprocess.Popen([sys.executable, "-m", "gan_core.orchestration.job", str(files / "job.json")],
                                 env=env, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
 

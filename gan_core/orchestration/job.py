@@ -20,7 +20,7 @@ from jupyter_client.manager import KernelManager
 from traitlets import default
 
 from ..reporting import html as report
-from ..rundir import RunDir
+from ..rundir import RunDir, write_atomic
 
 
 class IPCKernelManager(KernelManager):
@@ -118,9 +118,12 @@ def execute_run(job: Job) -> dict[str, Any]:
         else:
             status["status"] = "ok"
     status["duration_s"] = round(time.perf_counter() - start, 1)
+    if status["status"] == "ok":  # the reports' own time, measured when they were made: not the training in them
+        trained = run.read_metrics().get("training", {}).get("session_seconds", 0.0)
+        status["reports_s"] = round(sum(durations.values()) - trained, 1)
     run.write_status(status)
     if status["status"] == "ok":
-        run.done.write_text(job.key)
+        write_atomic(run.done, job.key)
     return {"run": run.name, **status}
 
 

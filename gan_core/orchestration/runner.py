@@ -23,12 +23,16 @@ from pathlib import Path
 from typing import Callable
 
 from .. import config as config_lib
+from .. import evaluators
+from ..analysis import claims
 from ..config import ConfigError
+from ..evaluators import SIZES as EVALUATOR_SIZES
+from ..paths import shown
 from ..reporting import html as report
-from ..rundir import RunDir, SweepDir, write_json
+from ..rundir import RunDir, SweepDir, unwritable, write_json
 from . import executors
 from .job import Job, execute_notebook, pdf as print_pdf, started_kernel
-from .sweep import NOTEBOOKS, SUMMARY_NOTEBOOK, Run, Sweep, run_key, settings
+from .sweep import NOTEBOOKS, SUMMARY_NOTEBOOK, Run, Sweep, data_size, run_key, settings
 
 
 def prepare_run(run: Run, sweep: Sweep, sweep_dir: Path, threads: int, force: bool,
@@ -88,11 +92,44 @@ def run_sweep(sweep: Sweep, out: str | Path = "reports", jobs: int = 1, pdf: boo
     ``pdf``: also print every page to PDF, on the sweep's ``report.page_size`` pages."""
     engine = replace(sweep.executor, jobs=jobs)
     executors.require(engine)  # a missing engine stops the sweep before any run is touched
+    runs = select(sweep.runs, only)
+    preflight(sweep, runs, Path(out), pdf, engine)
     sweep_dir = Path(out) / sweep.name
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    runs = select(sweep.runs, only)
     with sweep_lock(sweep_dir):
         return _run_locked(sweep, sweep_dir, runs, engine, sweep.page_size if pdf else "", force, log)
+
+
+REPORTS_MB = 100  # free space a sweep's reports folder needs at the least (checkpoints, pages)
+CACHE_MB = 50  # and the evaluators' cache folder (an evaluator, test features, floors)
+
+
+def preflight(sweep: Sweep, runs: list[Run], out: Path, pdf: bool, engine: executors.ExecutorSettings) -> None:
+    """What would fail on first use, refused before any work: --pdf without Chromium, data that
+    does not load here (local runs), a reports or cache folder that is read-only or full.
+
+    Raises:
+        ConfigError: naming the flag, or the sweep file, run, key and value, and the remedy.
+    """
+    if pdf and not report.chromium():
+        raise ConfigError("--pdf prints the reports with headless Chromium, which is not installed: install it with "
+                          "'apt-get install chromium' (make setup does, as root), or run without --pdf")
+    if engine.name == "local":
+        for run in runs:
+            if isinstance(problem := data_size(run.config), str):
+                raise ConfigError(f"{sweep.path} (run {run.name}): {problem}")
+    if problem := unwritable(out, REPORTS_MB):
+        raise ConfigError(f"--out {out}: {problem}; choose another folder with --out")
+    for run in runs:
+        scored = run.config.data.name in EVALUATOR_SIZES and any("evaluation" in p.stem for p in sweep.notebooks)
+        if scored:
+            try:
+                evaluators.identity(run.config)  # a shipped evaluator asked for where none ships, or damaged
+            except evaluators.EvaluatorError as err:
+                raise ConfigError(f"{sweep.path} (run {run.name}): {err}") from None
+        if scored and (problem := unwritable(run.config.eval.cache_dir, CACHE_MB)):
+            raise ConfigError(f"{sweep.path} (run {run.name}): eval.cache_dir = {run.config.eval.cache_dir}: {problem}; "
+                              "set eval.cache_dir (or --set eval.cache_dir=FOLDER) to a folder you can write")
 
 
 @contextmanager
@@ -126,8 +163,6 @@ def sweep_lock(sweep_dir: Path) -> Iterator[None]:
 def _run_locked(sweep: Sweep, sweep_dir: Path, runs: list[Run], engine: executors.ExecutorSettings, pdf: str,
                 force: bool, log: Callable[[str], None]) -> int:
     jobs = engine.jobs
-    if pdf and not report.chromium():
-        log("--pdf: Chromium not found, PDFs skipped (install it with 'apt-get install chromium')")
     threads = engine.cpus_per_run or (executors.SLURM_CPUS if engine.name == "slurm" else
                                       max(1, (os.cpu_count() or 1) // max(1, min(jobs, len(runs)))))
     jobs_todo = {}
@@ -172,8 +207,8 @@ def _start_evaluators(jobs: list[Job], log: Callable[[str], None]) -> list[subpr
     started, processes = set(), []
     for job in jobs:
         config = config_lib.load(RunDir(job.run_dir).config)
-        if config.data.name not in evaluator.EVALUATOR_SIZES:
-            continue
+        if config.data.name not in EVALUATOR_SIZES or evaluators.uses_shipped(config):
+            continue  # nothing to train
         path = evaluator.cache_path(config)
         if path.exists() or path in started:
             continue
@@ -187,11 +222,15 @@ def _start_evaluators(jobs: list[Job], log: Callable[[str], None]) -> list[subpr
 
 
 def _write_sweep_file(sweep: Sweep, sweep_dir: Path) -> None:
-    """sweep.json: the runs in order and what each changes, for the index."""
+    """sweep.json, for the index: the runs in order, what each changes, the value each ran with
+    of every setting some run changes, its configuration, variant and reference; the claims."""
+    varied = list(dict.fromkeys(k for r in sweep.runs for k in r.overrides if k != "train.seed"))
     write_json(SweepDir(sweep_dir).sweep_file, {
-        "sweep": str(sweep.path), "base": str(sweep.base),
-        "runs": [{"name": r.name, "overrides": r.overrides, "configuration": r.configuration, "seed": r.seed}
-                 for r in sweep.runs]})
+        "sweep": shown(sweep.path, sweep_dir), "base": shown(sweep.base, sweep_dir),  # pages show no machine path
+        "runs": [{"name": r.name, "overrides": r.overrides, "configuration": r.configuration, "seed": r.seed,
+                  "variant": r.variant, "reference": r.reference,
+                  "settings": {k: config_lib.flatten(r.config.to_dict())[k] for k in varied}} for r in sweep.runs],
+        "claims": [claims.to_dict(c) for c in sweep.claims]})
 
 
 def build_index(sweep: Sweep, sweep_dir: Path, pdf: str = "") -> Path:

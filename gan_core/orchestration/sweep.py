@@ -8,6 +8,11 @@
     variants:                        # named override sets (optional; crossed with the grid)
       lsgan: {loss.kind: mse}
     seeds: [0, 1, 2]                 # each configuration once per train.seed: runs bs64-z10-s0, ...
+    reference: bce                   # the variant the others are compared with (default: the one
+                                     #   without overrides, else the first)
+    claims:                          # what the sweep is expected to show, declared before it runs
+      - {claim: "LSGAN beats BCE", source: "a course report", predicts: {better: lsgan-bs64-z10,
+         than: bce-bs64-z10, score: fd}}   # see gan_core.analysis.claims
     report: {code: false, notebooks: [01_architecture, 02_training],
              parameters: {sample_class: Bag},    # the notebooks' own parameters (optional)
              page_size: letter}                  # of the PDFs (--pdf): A4 (default), letter, A3 landscape, ...
@@ -15,6 +20,7 @@
       set: {train.epochs: 1}         #   joins set: (the variants and grid still override it)
       grid: {train.batch_size: [64]} #   replaces these axes of the grid
       variants: {lsgan: {train.epochs: 2}}  # joins these variants' overrides
+      claims: [...]                  #   replaces claims: (where the quick grid renames configurations)
     executor: {name: dask, address: "tcp://host:8786"}   # where runs execute (executors.py)
 
 Each run is one self-contained unit: ``reports/<sweep>/<run>/`` holds its config.yaml, its
@@ -34,18 +40,20 @@ from typing import Any
 
 from .. import config as config_lib
 from .. import models
-from ..config import Config, ConfigError
+from ..analysis import claims as claims_lib
+from ..analysis.claims import CHECKPOINT_SCORES, Claim
+from ..analysis.comparison import SCORE_DIRECTIONS
+from ..config import RUNTIME_KEYS, Config, ConfigError
 from ..paths import NOTEBOOKS, PACKAGE, REPO
 from ..reporting.html import page_size
 from .executors import ExecutorSettings, parse_settings
 
 SUMMARY_NOTEBOOK = "07_sweep_summary"
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=-]{0,99}")  # a run's folder: no '/', '..', HTML or spaces
-SWEEP_KEYS = {"base", "set", "grid", "variants", "seeds", "report", "executor", "quick"}
-QUICK_KEYS = {"set", "grid", "variants", "seeds"}
+SWEEP_KEYS = {"base", "set", "grid", "variants", "seeds", "report", "executor", "quick", "reference", "claims"}
+QUICK_KEYS = {"set", "grid", "variants", "seeds", "claims"}
 REPORT_KEYS = {"code", "notebooks", "parameters", "page_size"}
 RUN_PARAMETERS = {"config_path", "run_dir", "progress"}  # what the runner passes every notebook itself
-RUNTIME_KEYS = {"train.threads", "train.progress", "train.tensorboard"}  # change how a run is executed, not what it computes
 SHORT_NAMES = {"train.batch_size": "bs", "model.latent_dim": "z", "train.epochs": "ep",
                "optim_g.lr": "glr", "optim_d.lr": "dlr", "loss.kind": "", "loss.real_label": "real",
                "model.arch": "", "train.precision": "", "train.seed": "seed", "data.image_size": "px", "model.conditional": "cond"}
@@ -61,6 +69,8 @@ class Run:
     config: Config
     configuration: str = ""
     seed: int | None = None  # set by the sweep's seeds:, else None
+    variant: str = ""  # the sweep's variant it belongs to ("" without variants)
+    reference: str = ""  # the configuration it is compared with (its reference variant's), "" if none
 
 
 @dataclass(frozen=True)
@@ -74,6 +84,7 @@ class Sweep:
     executor: ExecutorSettings = field(default_factory=ExecutorSettings)  # runtime: not in run_key
     parameters: dict[str, Any] = field(default_factory=dict)  # report.parameters: the notebooks' own
     page_size: str = "A4"  # report.page_size: the PDFs' pages (runtime: not in run_key)
+    claims: list[Claim] = field(default_factory=list)  # declared before the runs (analysis.claims)
 
 
 def load_sweep(path: str | Path, quick: bool = False, overrides: dict[str, Any] | None = None) -> Sweep:
@@ -103,12 +114,13 @@ def load_sweep(path: str | Path, quick: bool = False, overrides: dict[str, Any] 
         base.replace(overrides, f"{path} with --set {', '.join(overrides)}")  # errors name --set, not the file
     seeds = _seeds(path, raw, overrides)
     runs = []
-    for configuration, changes in expand(path, raw):
+    for configuration in expand(path, raw):
         for seed in seeds or [None]:
-            name, seeded = (configuration, changes) if seed is None else (f"{configuration}-s{seed}",
-                                                                          {**changes, "train.seed": seed})
+            name, seeded = ((configuration.name, configuration.overrides) if seed is None else
+                            (f"{configuration.name}-s{seed}", {**configuration.overrides, "train.seed": seed}))
             config = models.check(base.replace({**seeded, **overrides}, f"{path} (run {name})"), f"{path} (run {name})")
-            runs.append(Run(name, seeded, config, configuration, seed))
+            runs.append(Run(name, seeded, config, configuration.name, seed, configuration.variant,
+                            configuration.reference))
     for run in runs:
         if not SAFE_NAME.fullmatch(run.name) or run.name.startswith("_"):
             raise ConfigError(f"{path}: run name {run.name!r} is not a safe folder name (letters, digits, "
@@ -131,7 +143,17 @@ def load_sweep(path: str | Path, quick: bool = False, overrides: dict[str, Any] 
     except ValueError as err:
         raise ConfigError(f"{path}: report.page_size: {err}") from None
     return Sweep(path.stem + ("-quick" if quick else ""), path, runs, notebooks, bool(report.get("code", False)),
-                 base_path, executor=executor, parameters=parameters, page_size=page)
+                 base_path, executor=executor, parameters=parameters, page_size=page, claims=_claims(path, raw, runs))
+
+
+def _claims(path: Path, raw: dict[str, Any], runs: list[Run]) -> list[Claim]:
+    """The sweep's ``claims:``, their configurations, scores and logged values checked."""
+    schemas = {id(s): s for s in (models.log_schema(r.config) for r in runs)}.values()
+    losses = {k for s in schemas for k in s.losses}
+    scores = {*SCORE_DIRECTIONS, *(f"{p}_{k}" for p in ("final", "mean") for k in losses)}
+    variables = {*CHECKPOINT_SCORES, *(k for s in schemas for k in s.columns)}
+    configurations = list(dict.fromkeys(r.configuration for r in runs))
+    return claims_lib.parse(raw.get("claims"), str(path), configurations, scores, variables)
 
 
 def _notebook_parameters(path: Path, parameters: dict[str, Any], notebooks: list[Path]) -> dict[str, Any]:
@@ -153,24 +175,29 @@ def _notebook_parameters(path: Path, parameters: dict[str, Any], notebooks: list
     return parameters
 
 
-_DATA_SIZES: dict[Any, int | None] = {}  # data section -> its image count, counted once per process
+_DATA_SIZES: dict[Any, int | str] = {}  # data section -> its image count, or why it does not load; once per process
+
+
+def data_size(config: Config) -> int | str:
+    """How many images ``config.data`` gives, or why it does not load here (counted once per
+    data section and process)."""
+    from ..data import DataError, data_size as count
+    if config.data not in _DATA_SIZES:
+        try:
+            _DATA_SIZES[config.data] = count(config)
+        except (DataError, ConfigError) as err:
+            _DATA_SIZES[config.data] = str(err)
+    return _DATA_SIZES[config.data]
 
 
 def _check_data_sizes(path: Path, runs: list[Run]) -> None:
     """Refuse a run whose batch is larger than its data (after data.subset and data.classes),
     which would train no step: each distinct data section is counted once, here, before any run.
-    Data that does not load is left to the run, which reports it (DataError) as a failed run."""
-    from ..data import DataError, data_size
-    sizes = _DATA_SIZES
+    Data that does not load here is refused by the runner for local runs (``runner.preflight``);
+    on other machines it may be there."""
     for run in runs:
-        data = run.config.data
-        if data not in sizes:
-            try:
-                sizes[data] = data_size(run.config)
-            except (DataError, ConfigError):
-                sizes[data] = None
-        size = sizes[data]
-        if size is not None and run.config.train.batch_size > size:
+        size, data = data_size(run.config), run.config.data
+        if isinstance(size, int) and run.config.train.batch_size > size:
             raise ConfigError(f"{path} (run {run.name}): train.batch_size = {run.config.train.batch_size} is larger "
                               f"than the data ({size} images of {data.name} after data.subset/classes): it would "
                               f"train no step; use train.batch_size <= {size}")
@@ -210,15 +237,26 @@ def _quick(path: Path, raw: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"{path}: quick.grid.{sorted(extra)[0]} is not an axis of the grid (axes: {list(grid)})")
     if extra := set(_mapping(path, quick, "variants")) - set(variants):
         raise ConfigError(f"{path}: quick.variants.{sorted(extra)[0]} is not a variant (variants: {list(variants)})")
-    return {**raw, **({"seeds": quick["seeds"]} if "seeds" in quick else {}),
+    return {**raw, **{key: quick[key] for key in ("seeds", "claims") if key in quick},  # these replace the file's
             "set": {**_mapping(path, raw, "set"), **_mapping(path, quick, "set")},
             "grid": {**grid, **_mapping(path, quick, "grid")},
             "variants": {name: {**changes, **quick.get("variants", {}).get(name, {})}
                          for name, changes in variants.items()}}
 
 
-def expand(path: Path, raw: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """(name, overrides) for each run: the grid's combinations, crossed with the variants."""
+@dataclass(frozen=True)
+class Configuration:
+    """A configuration of a sweep (before seeds): its name, overrides, variant and reference."""
+
+    name: str
+    overrides: dict[str, Any]
+    variant: str = ""
+    reference: str = ""
+
+
+def expand(path: Path, raw: dict[str, Any]) -> list[Configuration]:
+    """The configurations: the grid's combinations, crossed with the variants, each variant but
+    the reference compared with the reference variant at the same grid point."""
     grid = _mapping(path, raw, "grid")
     for key, values in grid.items():
         if not isinstance(values, list) or not values:
@@ -228,12 +266,25 @@ def expand(path: Path, raw: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     for name, overrides in variants.items():
         if not isinstance(overrides, dict):
             raise ConfigError(f"{path}: variants.{name} must be a mapping of overrides (got {overrides!r})")
+    reference = _reference(path, raw, variants)
     named = list(variants.items()) or [("", {})]
-    runs = []
-    for (variant, overrides), combo in itertools.product(named, combos):
-        name = "-".join(part for part in [variant, *(_short(k, v) for k, v in combo.items())] if part)
-        runs.append((name or "base", {**overrides, **combo}))
-    return runs
+
+    def name_of(variant: str, combo: dict[str, Any]) -> str:
+        return "-".join(part for part in [variant, *(_short(k, v) for k, v in combo.items())] if part) or "base"
+
+    return [Configuration(name_of(variant, combo), {**overrides, **combo}, variant,
+                          name_of(reference, combo) if reference and variant != reference else "")
+            for (variant, overrides), combo in itertools.product(named, combos)]
+
+
+def _reference(path: Path, raw: dict[str, Any], variants: dict[str, Any]) -> str:
+    """The variant the others are compared with: ``reference:``, else the one without
+    overrides, else the first ("" without variants)."""
+    if "reference" in raw:
+        if raw["reference"] not in variants:
+            raise ConfigError(f"{path}: reference: {raw['reference']!r} is not a variant (variants: {list(variants)})")
+        return raw["reference"]
+    return next((name for name, changes in variants.items() if not changes), next(iter(variants), ""))
 
 
 def _short(key: str, value: Any) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime
 import html
 import json
+import os
 import platform
 import re
 import shutil
@@ -17,8 +18,9 @@ import yaml
 from .. import __version__
 from .. import config as config_lib
 from ..config import Config
-from ..paths import notebook_path
-from ..rundir import RunDir
+from .. import evaluators
+from ..paths import notebook_path, shown, work_path
+from ..rundir import RunDir, temporary_beside, write_atomic
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 HIDDEN_CELL_TAGS = ("parameters", "injected-parameters")  # the config header states the real values
@@ -53,22 +55,38 @@ def provenance() -> dict[str, str]:
     }
 
 
+def evaluator_version(config: Config) -> str:
+    """The evaluator that scores ``config``'s samples, as every page names it."""
+    if config.data.name not in evaluators.SIZES:
+        return f"none ({config.data.name} has no labelled evaluator)"
+    try:
+        identity = evaluators.identity(config)
+    except evaluators.EvaluatorError as err:
+        return f"unavailable: {err}"
+    return f"{identity['version']}, {identity['source']}"
+
+
 def header_html(config: Config, run_dir: str | Path) -> str:
-    """The report header: run, seed, precision, versions and commit, then the full config and
-    its hash, folded (unfolded on paper)."""
+    """The report header: run, seed, precision, evaluator, versions and commit, then the full
+    config and its hash, folded (unfolded on paper); paths in it as ``paths.shown`` puts them."""
     training = RunDir(run_dir).read_metrics().get("training", {})
     facts = {"run": Path(run_dir).name, "seed": config.train.seed,
-             **{k: training[k] for k in ("precision", "threads") if k in training}, **provenance()}
-    text = html.escape(yaml.safe_dump(config.to_dict(), sort_keys=False))
+             **{k: training[k] for k in ("precision", "threads") if k in training},
+             "evaluator": evaluator_version(config), **provenance()}
+    shown_config = config.to_dict()
+    for section, key in (("data", "root"), ("eval", "cache_dir")):  # no path of the machine on a page
+        if shown_config[section][key] and not str(shown_config[section][key]).startswith("~"):
+            shown_config[section][key] = shown(shown_config[section][key], Path(run_dir).parent)
+    text = html.escape(yaml.safe_dump(shown_config, sort_keys=False))
     return (f"{facts_table(facts)}<details><summary>resolved config (hash {config.hash()})</summary>"
             f"<pre class='config'>{text}</pre></details>")
 
 
 def open_run(config_path: str | Path, run_dir: str | Path) -> tuple[Config, RunDir]:
     """Load a notebook's config and show the report header; the first call of every notebook.
-    Relative paths are relative to the notebooks folder (``paths.notebook_path``)."""
+    Relative paths are relative to the folder the notebook runs in (``paths.work_path``)."""
     from IPython.display import HTML, display
-    config_path, run_dir = notebook_path(config_path), notebook_path(run_dir)
+    config_path, run_dir = notebook_path(config_path), work_path(run_dir)
     config = config_lib.load(config_path)
     display(HTML(header_html(config, run_dir)))
     return config, RunDir(run_dir)
@@ -95,7 +113,7 @@ def render_html(notebook: Path, out: Path, code: bool = False) -> Path:
     title = f"{notebook.parent.name}: {notebook.stem.split('_', 1)[-1].replace('_', ' ')}"
     body, _ = exporter.from_notebook_node(nbformat.read(notebook, as_version=4),
                                           resources={"metadata": {"name": title}})
-    out.write_text(offline(body).replace("</head>", PRINT_CSS + "</head>", 1), encoding="utf-8")
+    write_atomic(out, offline(body).replace("</head>", PRINT_CSS + "</head>", 1))
     return out
 
 
@@ -201,12 +219,10 @@ def render_pdf(html_path: Path, pdf_path: Path, size: str = "A4") -> Path:
     Raises:
         FileNotFoundError: Chromium is not installed.
     """
-    printed = html_path.with_name(f".print-{html_path.name}")  # beside it: the same relative links
-    printed.write_text(print_ready(html_path, size), encoding="utf-8")
-    try:
-        _run_chromium(printed, f"--print-to-pdf={pdf_path.resolve()}", "--no-pdf-header-footer")
-    finally:
-        printed.unlink(missing_ok=True)
+    with temporary_beside(html_path, "print") as printed, temporary_beside(pdf_path, "pdf") as printing:
+        write_atomic(printed, print_ready(html_path, size))  # beside it: the same relative links
+        _run_chromium(printed, f"--print-to-pdf={printing.resolve()}", "--no-pdf-header-footer")
+        os.replace(printing, pdf_path)  # a reader never sees half a PDF
     return pdf_path
 
 
@@ -250,13 +266,9 @@ def _probe(page: str, beside: Path, size: str) -> tuple[int, list[str]]:
     name, *turn = page_size(size).split()
     across, down = PAGE_SIZES[name][::-1] if turn == ["landscape"] else PAGE_SIZES[name]
     width, height = (int((mm - 2 * margin) / 25.4 * 96) for mm, margin in ((across, MARGIN_MM[1]), (down, MARGIN_MM[0])))
-    probe = beside.with_name(f".probe-{beside.name}")  # the same relative links
-    probe.write_text(page.replace("@media print", "@media all").replace("</body>", OVERFLOW_PROBE + "</body>", 1),
-                     encoding="utf-8")
-    try:
+    with temporary_beside(beside, "probe") as probe:  # the same relative links
+        write_atomic(probe, page.replace("@media print", "@media all").replace("</body>", OVERFLOW_PROBE + "</body>", 1))
         dom = _run_chromium(probe, "--dump-dom", f"--window-size={width},{height}", "--hide-scrollbars")
-    finally:
-        probe.unlink(missing_ok=True)
     found = re.search(r'<pre id="overflow-probe">(.*?)</pre>', dom, flags=re.S)
     if not found:
         raise RuntimeError(f"{beside}: the overflow probe did not run in Chromium")

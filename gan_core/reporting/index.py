@@ -3,40 +3,52 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pandas as pd
+import yaml
 from pandas.io.formats.style import Styler
 
 from .. import config as config_lib
+from ..config import RUNTIME_KEYS
 from .. import models
 from ..analysis import comparison
 from ..analysis.losses import load_log, per_epoch
 from ..rundir import RunDir, SweepDir
-from .html import facts_table, provenance
+from .html import evaluator_version, facts_table, provenance
 from .tables import label, number, readable
 
-HIDDEN_INDEX_COLUMNS = ("error", "images_per_s", "kid", "fd_floor")  # kept in summary.csv
+HIDDEN_INDEX_COLUMNS = ("error", "images_per_s", "kid", "fd_floor", "variant", "reference", "classes_in_data",
+                        "density", "class_kl", "loss_spread", "fd_spread", "fd_over_training")  # kept in summary.csv
 
 
 def sweep_runs(sweep_dir: str | Path) -> list[dict[str, Any]]:
-    """The runs in sweep order from sweep.json (name, overrides, configuration, seed), else every
-    sub-folder holding a config (each its own configuration)."""
+    """The runs in sweep order from sweep.json (name, overrides, configuration, seed, variant,
+    reference and the value of each varied setting), else every sub-folder holding a config
+    (each its own configuration; the settings that differ between their config.yaml files)."""
     info = SweepDir(sweep_dir).read_sweep()
-    runs = info.get("runs") or [{"name": p.parent.name, "overrides": {}}
-                                for p in sorted(Path(sweep_dir).glob("*/config.yaml"))]
-    return [{"configuration": r["name"], "seed": None, **r} for r in runs]
+    if info.get("runs"):
+        return [{"configuration": r["name"], "seed": None, "variant": "", "reference": "", "settings": {}, **r}
+                for r in info["runs"]]
+    configs = {p.parent.name: config_lib.flatten(yaml.safe_load(p.read_text()) or {})
+               for p in sorted(Path(sweep_dir).glob("*/config.yaml"))}
+    keys = sorted({k for c in configs.values() for k in c}, key=str)
+    varied = [k for k in keys if k not in RUNTIME_KEYS and len({json.dumps(c.get(k)) for c in configs.values()}) > 1]
+    return [{"name": name, "overrides": {}, "configuration": name, "seed": None, "variant": "", "reference": "",
+             "settings": {k: c.get(k) for k in varied}} for name, c in configs.items()]
 
 
 def settings_of(runs: list[dict[str, Any]]) -> list[str]:
     """The settings the sweep varies between configurations (the seed aside), in order."""
-    return list(dict.fromkeys(k for r in runs for k in r["overrides"] if k != "train.seed"))
+    return list(dict.fromkeys(k for r in runs for k in r["settings"] if k != "train.seed"))
 
 
 def sweep_table(sweep_dir: str | Path) -> pd.DataFrame:
-    """One row per run: its configuration, seed and settings, status, duration and figures."""
+    """One row per run: its configuration, seed, variant, reference and the value it ran with
+    of each varied setting, status, times and figures (scores, loss figures, stability)."""
     if not Path(sweep_dir).is_dir():
         raise FileNotFoundError(f"{sweep_dir}: no such sweep folder (give the notebook sweep_dir = a folder "
                                 "of run folders, e.g. reports/quick)")
@@ -51,18 +63,46 @@ def sweep_table(sweep_dir: str | Path) -> pd.DataFrame:
         overrides = {k: v for k, v in info["overrides"].items() if k != "train.seed"}
         rows.append({
             "run": info["name"], "configuration": info["configuration"], "seed": info["seed"],
+            "variant": info["variant"], "reference": info["reference"],
             "differs": ", ".join(f"{k}={v}" for k, v in overrides.items()),
-            **{k: str(overrides.get(k, "")) for k in settings},
+            **{k: setting_text(info["settings"].get(k)) for k in settings},
             "status": status.get("status", "ok" if training else "not run"),
-            "duration_s": status.get("duration_s"), "epochs": training.get("epochs"),
+            "training_s": training.get("seconds"), "reports_s": status.get("reports_s"), "epochs": training.get("epochs"),
             **loss_figures(training), "images_per_s": training.get("images_per_s"),
-            **_scores(metrics.get("evaluation", {})),
+            **_scores(metrics.get("evaluation", {})), **stability(metrics),
             "error": status.get("error", ""),
         })
     table = pd.DataFrame(rows)
     if "fd" in table and table["fd"].notna().any():  # rank by the evaluator's Frechet distance
         table.insert(1, "rank", table["fd"].rank(method="min").astype("Int64"))
     return table
+
+
+def setting_text(value: Any) -> str:
+    """A setting's value as the tables show it: 10, 0.0002, mse, [0.9, 0.999]."""
+    return json.dumps(value) if isinstance(value, (list, dict)) else "" if value is None else f"{value:g}" \
+        if isinstance(value, float) else str(value)
+
+
+def stability(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The scores of stability a claim may name: ``loss_spread``, the relative spread of the
+    losses over the last quarter of the log (std / mean |loss|, averaged over D and G: losses of
+    different kinds compare); ``fd_spread``, the std of FD over the checkpoints of the second
+    half of training; ``fd_over_training``, the mean FD over all saved checkpoints (lower: good
+    sooner)."""
+    out: dict[str, Any] = {}
+    stats = metrics.get("loss_analysis", {})
+    spreads = [stats[f"std_{k}"] / abs(stats[f"mean_{k}"]) for k in ("loss_d", "loss_g", "loss")
+               if f"std_{k}" in stats and stats.get(f"mean_{k}")]
+    if spreads:
+        out["loss_spread"] = float(sum(spreads) / len(spreads))
+    points = [p for p in metrics.get("evaluation", {}).get("over_training", []) if not p["floor"]]
+    if points:
+        out["fd_over_training"] = float(sum(p["fd"] for p in points) / len(points))
+        late = [p["fd"] for p in points if p["epoch"] > max(q["epoch"] for q in points) / 2]
+        if len(late) >= 2:
+            out["fd_spread"] = float(pd.Series(late).std())
+    return out
 
 
 def loss_figures(training: dict[str, Any]) -> dict[str, Any]:
@@ -78,6 +118,7 @@ def _scores(evaluation: dict[str, Any]) -> dict[str, Any]:
     final, floor = evaluation["final"], evaluation["floor"]
     return {"fd": final["fd"], "fd_floor": floor["fd"], "kid": final["kid"], "precision": final["precision"],
             "recall": final["recall"], "coverage": final["coverage"], "classes": final["classes_covered"],
+            "classes_in_data": final["classes_in_data"], "density": final["density"], "class_kl": final["class_kl"],
             **({"conditional_accuracy": final["conditional_accuracy"]} if "conditional_accuracy" in final else {})}
 
 
@@ -109,7 +150,7 @@ def index_html(table: pd.DataFrame, sweep_dir: str | Path) -> str:
     for column in ("epochs", "seed"):
         if column in shown:
             shown[column] = shown[column].astype("Int64")
-    names = log_labels(sweep_dir, table)  # final_loss_d -> D loss (last epoch)
+    names = {**log_labels(sweep_dir, table), **comparison.setting_names(settings)}  # final_loss_d -> D loss (last epoch)
     shown = shown.rename(columns=lambda c: label(c, names))  # model.latent_dim -> latent_dim
     body = shown.to_html(escape=False, index=False, na_rep="", float_format=number, classes="sortable")
     return f"{floor}<div style='overflow-x:auto'>{body}</div>{SORTABLE}"
@@ -183,27 +224,43 @@ def _status_cell(run_dir: Path, status: str, error: str) -> str:
 def sweep_header_html(sweep_dir: str | Path) -> str:
     """Title and provenance of a sweep's index page."""
     info = SweepDir(sweep_dir).read_sweep()
+    configs = sorted(Path(sweep_dir).glob("*/config.yaml"))
     facts = {"sweep file": info.get("sweep", "-"), "base config": info.get("base", "-"),
-             "folder": Path(sweep_dir).name, **provenance()}  # no path of the machine that built it
+             "folder": Path(sweep_dir).name,  # no path of the machine that built it
+             **({"evaluator": evaluator_version(config_lib.load(configs[0]))} if configs else {}), **provenance()}
     return facts_table(facts)
 
 
+def seed_fds(run_dir: str | Path) -> list[float]:
+    """The FDs of the finished runs of ``run_dir``'s configuration in its sweep (its own among
+    them), when the sweep runs it with seeds; else []."""
+    sweep = SweepDir(Path(run_dir).parent)
+    runs = sweep.read_sweep().get("runs", [])
+    me = next((r for r in runs if r["name"] == Path(run_dir).name and r.get("seed") is not None), None)
+    if me is None:
+        return []
+    fds = [RunDir(sweep.root / r["name"]).read_metrics().get("evaluation", {}).get("final", {}).get("fd")
+           for r in runs if r["configuration"] == me["configuration"]]
+    return [fd for fd in fds if fd is not None]
+
+
 def seed_curves(sweep_dir: str | Path, table: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """Long tables of the finished runs for figures with seed bands: ``losses`` (configuration,
-    seed, epoch, one column per loss, mean per epoch), ``quality`` (configuration, seed, epoch,
-    fd per saved checkpoint) and ``classes`` (configuration, seed, class, share)."""
+    """Long tables of the finished runs for figures with seeds and for claims: ``losses``
+    (configuration, seed, epoch, the mean per epoch of each logged column), ``quality``
+    (configuration, seed, epoch, the scores of each saved checkpoint) and ``classes``
+    (configuration, seed, class, share)."""
     losses, quality, classes = [], [], []
     for row in table[table["status"] == "ok"].itertuples():
         run = RunDir(Path(sweep_dir) / row.run)
         who = {"configuration": row.configuration, "seed": row.seed}
         if run.log.exists() and run.config.exists():
             schema = models.log_schema(config_lib.load(run.config))
-            epochs = per_epoch(load_log(run, schema))[list(schema.losses)].reset_index()
+            epochs = per_epoch(load_log(run, schema))[list(schema.columns)].reset_index()
             losses.append(epochs.assign(**who))
         evaluation = run.read_metrics().get("evaluation", {})
         for point in evaluation.get("over_training", []):
             if not point["floor"]:
-                quality.append({**who, "epoch": point["epoch"], "fd": point["fd"]})
+                quality.append({**who, **{k: v for k, v in point.items() if k != "floor"}})
         for name, share in evaluation.get("final", {}).get("class_histogram", {}).items():
             classes.append({**who, "class": name, "share": share})
     return {"losses": pd.concat(losses, ignore_index=True) if losses else pd.DataFrame(),
@@ -211,16 +268,17 @@ def seed_curves(sweep_dir: str | Path, table: pd.DataFrame) -> dict[str, pd.Data
 
 
 def durations_table(sweep_dir: str | Path, table: pd.DataFrame) -> pd.DataFrame:
-    """Seconds per notebook of each run (status.json), the training inside 02_training
-    (metrics.json), and the share of the run's time spent outside training."""
+    """Seconds per notebook of each run's last invocation (status.json), its training over all
+    invocations (metrics.json; a resumed run trained in several), its reports' time (the
+    notebooks' time without the training in them), and the share of the two outside training."""
     rows = {}
     for name in table["run"]:
         run = RunDir(Path(sweep_dir) / name)
-        seconds = run.read_status().get("notebook_s", {})
-        if not seconds:
-            continue
+        status = run.read_status()
+        seconds, reports = status.get("notebook_s", {}), status.get("reports_s")
         training = run.read_metrics().get("training", {}).get("seconds")
-        total = sum(seconds.values())
-        rows[name] = {**seconds, "training": training, "total": round(total, 1),
-                      "outside training": (f"{1 - training / total:.0%}" if training and total else "")}
+        if not seconds or reports is None or not training:
+            continue
+        rows[name] = {**seconds, "training": training, "reports": reports,
+                      "outside training": f"{reports / (reports + training):.0%}"}
     return pd.DataFrame.from_dict(rows, orient="index")

@@ -93,20 +93,30 @@ def _trend_meaning(key: str, rise: float, d_name: str) -> str:
     return ": still learning, train longer" if key in ("loss_g", "loss") else ""
 
 
+def _seeds_sentence(fds: list[float]) -> str:
+    if len(fds) >= 2:
+        spread = f"the {len(fds)} seeds of this configuration finished so far range from {min(fds):.1f} to {max(fds):.1f}"
+    else:
+        spread = "the sweep's index shows the spread over its seeds"
+    return ("That interval is the sampling noise of these samples only: another seed of the same configuration "
+            f"moves FD by more ({spread}), so compare configurations over seeds, never by one run.")
+
+
 def _interval(scores: dict[str, Any], key: str) -> str:
     low_high = scores.get(f"{key}_ci")
     return f" [{low_high[0]:.2f}, {low_high[1]:.2f}]" if low_high else ""
 
 
-def score_reading(result: dict[str, Any]) -> list[str]:
-    """Short sentences on what the scores say, for the report."""
+def score_reading(result: dict[str, Any], seed_fds: list[float] | None = None) -> list[str]:
+    """Short sentences on what the scores say, for the report; ``seed_fds``: the FDs of the
+    finished seeds of the run's configuration (its own among them), when it is one of several."""
     if not result.get("available"):
         return [result.get("reason", "no scores")]
     final, floor, name = result["final"], result["floor"], result["name"]
     interval = (f" (95 % interval {final['fd_ci'][0]:.2f} to {final['fd_ci'][1]:.2f} from the sampling noise of "
                 f"{final['samples']:,} samples)" if "fd_ci" in final else "")
     lines = [f"{name}: {final['fd']:.2f}{interval}, against {floor['fd']:.2f} for real training images "
-             f"(the floor); lower is better."]
+             f"(the floor); lower is better.", _seeds_sentence(seed_fds or [])]
     lines.append(f"Precision {final['precision']:.2f}{_interval(final, 'precision')} (floor {floor['precision']:.2f}): "
                  f"the share of samples "
                  f"that fall on the real data's manifold. Recall {final['recall']:.2f} "

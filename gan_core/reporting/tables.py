@@ -16,6 +16,7 @@ from ..models import LogSchema
 # what a reader sees for a key of the run's files (summary.csv, metrics.json, log.csv)
 LABELS = {
     **SCORES, "classes": "classes covered", "samples": "samples", "duration_s": "time (s)", "seconds": "time (s)",
+    "training_s": "training time (s)", "reports_s": "reports time (s)",
     "images_per_s": "images/s", "n": "seeds run", "seed": "seed", "seeds": "seeds", "epoch": "epoch",
     "epochs": "epochs", "steps": "steps", "step": "step", "name": "module", "detail": "layer",
     "output_shape": "output shape", "params": "parameters",
@@ -23,6 +24,9 @@ LABELS = {
     "generated_spread": "spread of generated images", "real_spread": "spread of real images",
     "generated_to_nearest_real": "generated to the nearest real image",
     "real_to_nearest_real": "real to the nearest other real image", "real_samples": "real images",
+    # stability and speed of learning, across a sweep's runs (reporting.index.stability)
+    "loss_spread": "loss spread (std / mean, last quarter)", "fd_spread": "FD spread over late checkpoints",
+    "fd_over_training": "mean FD over checkpoints", "classes_in_data": "classes in the data",
 }
 DIGITS = 4
 

@@ -131,7 +131,8 @@ class Trainer:
         show = t.progress if progress is None else progress
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not show,
                    unit="step", dynamic_ncols=True, mininterval=1.0)
-        if t.tensorboard and self.epoch < t.epochs:  # (the later notebooks' train() calls train nothing)
+        begun = self.seconds  # of an earlier session, when resumed
+        if t.tensorboard and self.epoch < t.epochs:  # (a finished run's train() trains nothing)
             self.board = Board(self.run.tensorboard, self.schema, self.step)
         with bar, contextlib.closing(self.board) if self.board else contextlib.nullcontext():
             for epoch in range(self.epoch + 1, t.epochs + 1):
@@ -143,7 +144,7 @@ class Trainer:
                     self.save_samples(self.run.sample_grid(epoch))
                 if epoch % t.checkpoint_every == 0 or epoch == t.epochs:
                     self.save_checkpoint()
-        return self._write_metrics()
+        return self._write_metrics(self.seconds - begun)
 
     def _epoch_line(self) -> str:
         rows = [r for r in read_log(self.run.log) if r["epoch"] == self.epoch]
@@ -200,7 +201,7 @@ class Trainer:
     def save_samples(self, path: Path) -> None:
         """The fixed-noise grid as a PNG (one row per class for a conditional model)."""
         images = self.generate(self.fixed_z, self.fixed_y)
-        save_image(images, path, nrow=self.grid_columns, normalize=True, value_range=(-1, 1), padding=2)
+        save_grid(images, path, self.grid_columns)
         if self.board:
             self.board.grid(self.step, images, self.grid_columns)
 
@@ -241,7 +242,9 @@ class Trainer:
         self.resumed_from = path
         return True
 
-    def _write_metrics(self) -> dict[str, Any]:
+    def _write_metrics(self, session: float) -> dict[str, Any]:
+        """metrics.json's training section; ``session``: the seconds this call of fit trained
+        (``seconds`` counts every session of the run)."""
         rows = read_log(self.run.log)
         last = [r for r in rows if r["epoch"] == self.epoch]
         mean = lambda key, rs: float(np.mean([r[key] for r in rs])) if rs else None
@@ -251,7 +254,8 @@ class Trainer:
         figures.update({f"final_{key}": mean(key, last) for key in self.schema.last_epoch})
         params = {f"{name}_params": count_parameters(net) for name, net in self.family.networks.items()}
         return self.run.update_metrics(training={
-            "epochs": self.epoch, "steps": self.step, "seconds": round(self.seconds, 1), **figures,
+            "epochs": self.epoch, "steps": self.step, "seconds": round(self.seconds, 1),
+            "session_seconds": round(session, 1), **figures,
             "images_per_s": mean("images_per_s", last), "config_hash": self.config.hash(), **params,
             "precision": self.precision.note, "threads": torch.get_num_threads()})
 
@@ -294,6 +298,13 @@ def fixed_noise(config: Config, family: ModelFamily) -> tuple[torch.Tensor, torc
     return z.repeat(len(classes), 1), classes.repeat_interleave(len(z)), columns
 
 
+def save_grid(images: torch.Tensor, path: str | Path, columns: int) -> None:
+    """Images (N, C, H, W) in [-1, 1] as a PNG grid of ``columns``, written atomically."""
+    buffer = io.BytesIO()
+    save_image(images, buffer, format="png", nrow=columns, normalize=True, value_range=(-1, 1), padding=2)
+    write_atomic(path, buffer.getvalue())
+
+
 def read_log(path: str | Path) -> list[dict[str, float]]:
     """Rows of a log.csv as dicts of numbers."""
     with open(path, newline="") as f:
@@ -313,4 +324,4 @@ def _truncate_log(path: Path, step: int) -> None:
 
 
 __all__ = ["CheckpointError", "Trainer", "TrainingError", "epoch_seed", "fixed_noise", "log_columns", "read_log",
-           "resolve_device", "seed_everything", "train"]
+           "resolve_device", "save_grid", "seed_everything", "train"]

@@ -1,0 +1,99 @@
+"""Which evaluator scores a config, and what identifies it, without torch: the evaluators that
+ship with the package (this folder: ``<data>-v<version>.pt`` and ``manifest.json`` with their
+sha256 and test accuracy, made by ``scripts/train_evaluators.py``) and the recipes of those
+trained here. The network itself and its training live in ``gan_core.evaluation.evaluator``.
+
+A page names its evaluator by ``identity(config)["version"]``, e.g. ``fashion-mnist-v3
+(1a2b3c4d)``: two pages with the same version scored with the same weights.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+FOLDER = Path(__file__).resolve().parent
+VERSION = 3  # bump when the network or its training changes: scores of older versions no longer compare
+# the data sets with a labelled evaluator, and the image size it reads
+SIZES = {"fashion-mnist": 28, "mnist": 28, "digits": 28, "cifar10": 32}
+# the data sets whose evaluator ships with the package, and the epochs it was trained for
+SHIPPED = {"fashion-mnist": 3, "digits": 40}
+DISPLAY_NAMES = {"fashion-mnist": "Fashion-MNIST", "mnist": "MNIST", "digits": "digits", "cifar10": "CIFAR-10"}
+
+
+class EvaluatorError(ValueError):
+    """A shipped evaluator that is asked for where none ships, or whose file is damaged."""
+
+
+def uses_shipped(config: Any) -> bool:
+    """Whether ``config`` (a gan_core Config) is scored with the evaluator shipped for its data.
+
+    Raises:
+        EvaluatorError: ``eval.evaluator: shipped`` for a data set without one.
+    """
+    if config.eval.evaluator == "shipped" and config.data.name not in SHIPPED:
+        raise EvaluatorError(f"eval.evaluator: shipped: no evaluator ships for {config.data.name} (only for "
+                             f"{', '.join(SHIPPED)}); use eval.evaluator: train")
+    return config.eval.evaluator != "train" and config.data.name in SHIPPED
+
+
+def recipe(config: Any) -> dict[str, Any]:
+    """Everything the evaluator's weights depend on: the shipped one's, or one trained here."""
+    name = config.data.name
+    if name not in SIZES:
+        raise EvaluatorError(f"no evaluator for {name}: scores need a labelled data set ({', '.join(SIZES)})")
+    if uses_shipped(config):
+        return shipped_recipe(name)
+    return {"version": VERSION, "data": name, "root": config.data.root, "size": SIZES[name],
+            "epochs": config.eval.evaluator_epochs, "subset": config.eval.evaluator_subset, "batch_size": 128,
+            "lr": 1e-3, "seed": 0}
+
+
+def shipped_recipe(name: str) -> dict[str, Any]:
+    """The recipe of the evaluator shipped for data set ``name``."""
+    return {"version": VERSION, "data": name, "root": None, "size": SIZES[name], "epochs": SHIPPED[name],
+            "subset": None, "batch_size": 128, "lr": 1e-3, "seed": 0}
+
+
+def recipe_hash(value: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def shipped_file(name: str) -> Path:
+    return FOLDER / f"{name}-v{VERSION}.pt"
+
+
+def identity(config: Any) -> dict[str, str]:
+    """What identifies the evaluator of ``config``: ``version`` (for pages), ``id`` (names the
+    caches of its features and floors) and ``source`` (in words).
+
+    Raises:
+        EvaluatorError: a shipped file that is missing or does not match its manifest.
+    """
+    name = config.data.name
+    if not uses_shipped(config):
+        key = recipe_hash(recipe(config))
+        r = recipe(config)
+        how = f"{r['epochs']} epochs" + (f" on {r['subset']:,} images" if r["subset"] else "")
+        return {"version": f"{name}-trained-{key}", "id": f"{name}-trained-{key}",
+                "source": f"trained on this machine ({how}; another machine trains other weights)"}
+    digest = shipped_digest(name)
+    return {"version": f"{name}-v{VERSION} ({digest[:8]})", "id": f"{name}-v{VERSION}-{digest[:12]}",
+            "source": "shipped with gan_core: the same weights on every machine"}
+
+
+def shipped_digest(name: str) -> str:
+    """The sha256 of the shipped evaluator of ``name``, checked against the manifest.
+
+    Raises:
+        EvaluatorError: the file is missing or does not match.
+    """
+    path = shipped_file(name)
+    manifest = FOLDER / "manifest.json"
+    entry = json.loads(manifest.read_text()).get(path.name) if manifest.exists() else None
+    digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else ""
+    if not entry or entry["sha256"] != digest:
+        raise EvaluatorError(f"{path}: the shipped evaluator is missing or does not match its manifest; reinstall "
+                             "gan_core, or make it with scripts/train_evaluators.py")
+    return digest
