@@ -27,7 +27,7 @@ report: setup
 
 test: setup
 	$(PY) -m pytest tests -n 2 --dist loadgroup -q --durations=10 -p no:cacheprovider
-	$(PY) -m pytest notebooks --nbval-lax -q -p no:cacheprovider
+	GAN_WORKBOOK_LAB_CONFIG=params/smoke.yaml $(PY) -m pytest notebooks --nbval-lax -q -p no:cacheprovider
 
 test-fast: setup
 	$(PY) -m pytest tests -m "not slow" -n 2 -q --durations=5 -p no:cacheprovider

@@ -103,7 +103,8 @@ def configure_logging(quiet: bool = False, verbose: bool = False) -> logging.Log
     return logger
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: one subcommand per verb, each with ``-q``/``-v``."""
     from . import __version__
     prog = "gan-workbook" if Path(sys.argv[0]).name == "gan-workbook" else "python -m gan_core"
     parser = argparse.ArgumentParser(prog=prog,
@@ -116,12 +117,12 @@ def main(argv: list[str] | None = None) -> int:
                           help="say more (a sweep's progress line every few seconds)")
     sub = parser.add_subparsers(dest="command", required=True)
     add = lambda name, text: sub.add_parser(name, help=text, parents=[talk])  # noqa: E731
+    overrides = {"action": "append", "default": [], "metavar": "KEY=VALUE"}
     p = add("train", "train one config into a run directory")
     p.add_argument("config", help="a YAML config, e.g. params/quick.yaml")
     p.add_argument("--out", required=True, help="run directory (log.csv, samples/, checkpoints/)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pt")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set train.epochs=1 (repeatable)")
+    p.add_argument("--set", **overrides, help="override a config value, e.g. --set train.epochs=1 (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     s = add("sweep", "run a sweep's configurations through the notebooks into reports/")
     s.add_argument("sweep", help="a sweep file, e.g. params/sweeps/quick.yaml")
@@ -134,10 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--only", help="run only these runs (comma-separated names or globs)")
     s.add_argument("--code", action="store_true", help="keep the code cells in the HTML reports")
     s.add_argument("--dry-run", action="store_true",
-                   help="validate the sweep and list its runs and what each changes; run nothing")
+                   help="validate the sweep and list its runs, what each changes and its claims; run nothing")
     s.add_argument("--quick", action="store_true",
                    help="the sweep file's CPU-sized version (its quick: section), into OUT/NAME-quick")
-    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+    s.add_argument("--set", **overrides,
                    help="override a config value in every run, e.g. --set data.root=/data/flowers (repeatable)")
     s.add_argument("--executor", choices=EXECUTORS,
                    help="where runs execute (default: the sweep's executor.name, else local)")
@@ -147,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--gpus-per-run", type=int, help="GPUs each run gets (local default: one when CUDA is there)")
     c = add("config", "print a config as it resolves (defaults, file, --set), validated")
     c.add_argument("config", help="a YAML config, e.g. params/quick.yaml")
-    c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    c.add_argument("--set", **overrides, help="override a config value")
     e = add("evaluate", "score a run's generator (FD, KID, precision/recall, classes)")
     e.add_argument("run_dir", help="a run directory with checkpoints/last.pt")
     e.add_argument("--samples", type=int, help="generated images to score (default: the config's eval.samples)")
@@ -165,97 +166,132 @@ def main(argv: list[str] | None = None) -> int:
     n = add("notebooks", "copy the workbook's notebooks into a folder of yours (to open in JupyterLab)")
     n.add_argument("folder", help="where to put them; runs the notebooks train go beside them")
     n.add_argument("--force", action="store_true", help="overwrite notebooks already there")
-    args = parser.parse_args(argv)
-    say = configure_logging(args.quiet, args.verbose)
-    from .data import DataError
-    from .models import CheckpointError
+    return parser
+
+
+def train_command(args: argparse.Namespace, say: logging.Logger) -> int:
+    from .training import train
+    config = config_lib.load(preset(args.config), parse_overrides(args.set))
+    config_lib.check_installed(config, args.config)
+    metrics = train(config, args.out, resume=args.resume,
+                    progress=False if args.no_progress or args.quiet else None, log=say.info)["training"]
+    losses = ", ".join(f"{k[len('final_'):]} {v:.4g}" for k, v in metrics.items() if k.startswith("final_loss"))
+    say.info(f"done: {metrics['epochs']} epochs, {metrics['steps']} steps, final {losses}; see {args.out}")
+    return 0
+
+
+def sweep_command(args: argparse.Namespace, say: logging.Logger) -> int:
+    """Validate every run before anything executes; list them (--dry-run, no torch) or run them."""
+    from .orchestration.executors import with_flags
+    from .orchestration.runner import run_sweep, select
+    from .orchestration.sweep import load_sweep
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops a sweep as Ctrl-C does
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs must be >= 1 (got {args.jobs})")
+    sweep = load_sweep(preset(args.sweep), args.quick, parse_overrides(args.set))
+    changes = {"code": True} if args.code else {}
+    if args.page_size:
+        from .reporting.html import page_size
+        try:
+            changes["page_size"] = page_size(args.page_size)
+        except ValueError as err:
+            raise ConfigError(f"--page-size: {err}") from None
+    sweep = dataclasses.replace(sweep, **changes, executor=with_flags(
+        sweep.executor, name=args.executor, address=args.scheduler, partition=args.partition,
+        time_min=args.time_min, gpus_per_run=args.gpus_per_run))
+    if args.dry_run:
+        runs = select(sweep.runs, args.only)
+        print(f"{sweep.path}: {len(runs)} runs into {Path(args.out) / sweep.name} "
+              f"(notebooks: {', '.join(p.stem for p in sweep.notebooks)})")
+        for run in runs:
+            print(f"  {run.name}: " + (", ".join(f"{k}={v}" for k, v in run.overrides.items()) or "the base")
+                  + (f" (compared with {run.reference})" if run.reference else ""))
+        for claim in sweep.claims:
+            print(f"  claim: {claim.words}: predicts {claim.prediction()}")
+        return 0
+    code = run_sweep(sweep, args.out, args.jobs, args.pdf, args.force, args.only, log=say.info)
+    if code:
+        say.warning(f"{sweep.name}: some runs failed; the index says which and why: "
+                    f"{Path(args.out) / sweep.name / 'index.html'}")
+    return code
+
+
+def config_command(args: argparse.Namespace, say: logging.Logger) -> int:
+    config = config_lib.load(preset(args.config), parse_overrides(args.set))
+    print(f"# {args.config}{' with --set ' + ', '.join(args.set) if args.set else ''}, resolved; hash {config.hash()}")
+    print(yaml.safe_dump(config.to_dict(), sort_keys=False), end="")
+    return 0
+
+
+def evaluate_command(args: argparse.Namespace, say: logging.Logger) -> int:
+    from .evaluation import evaluate_run
+    from .reporting.prose import score_reading
+    from .rundir import RunDir
+    if args.samples is not None and args.samples < 2:
+        raise ConfigError(f"--samples must be >= 2 (got {args.samples})")
+    run = RunDir(args.run_dir)
+    save = None if args.update else run.evaluations / (
+        f"{time.strftime('%Y%m%d-%H%M%S')}-{args.samples or 'default'}-samples.json")
+    result = evaluate_run(args.run_dir, args.samples, not args.no_checkpoints, log=say.info, save=save)
+    for line in score_reading(result):
+        say.info(line)
+    if args.update:
+        run.done.unlink(missing_ok=True)  # the reports show the old scores: the sweep redoes them
+        say.info("metrics.json updated; its reports are stale: run its sweep again to re-render them")
+    else:
+        say.info(f"wrote {save} (metrics.json and the reports are unchanged; --update replaces them)")
+    return 0
+
+
+def generate_command(args: argparse.Namespace, say: logging.Logger) -> int:
+    say.info(f"wrote {generate(args.run_dir, args.count, args.class_name, args.seed, args.out)}")
+    return 0
+
+
+def notebooks_command(args: argparse.Namespace, say: logging.Logger) -> int:
+    say.info(f"copied {len(copy_notebooks(args.folder, args.force))} notebooks to {args.folder}; "
+             f"open them there (jupyter lab {args.folder})")
+    return 0
+
+
+COMMANDS = {"train": train_command, "sweep": sweep_command, "config": config_command, "evaluate": evaluate_command,
+            "generate": generate_command, "notebooks": notebooks_command}
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The errors a command reports in one line (exit 2) rather than a traceback; those of the
+    heavy layers only where a command has loaded them (``config`` and ``sweep --dry-run``
+    load no torch)."""
     from .evaluators import EvaluatorError
     from .rundir import CacheError, RunIncomplete
-    from .training import TrainingError
+    errors: list[type[BaseException]] = [ConfigError, CacheError, RunIncomplete, EvaluatorError]
+    for module, name in (("gan_core.data", "DataError"), ("gan_core.training.state", "TrainingError"),
+                         ("gan_core.models.checkpoint", "CheckpointError")):
+        if module in sys.modules:
+            errors.append(getattr(sys.modules[module], name))
+    return tuple(errors)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    say = configure_logging(args.quiet, args.verbose)
     try:
-        if args.command == "train":
-            from .training import train
-            config = config_lib.load(preset(args.config), parse_overrides(args.set))
-            config_lib.check_installed(config, args.config)
-            metrics = train(config, args.out, resume=args.resume,
-                            progress=False if args.no_progress or args.quiet else None, log=say.info)["training"]
-            losses = (f"loss {metrics['final_loss']:.4f}" if "final_loss" in metrics else
-                      f"loss_d {metrics['final_loss_d']:.3f}, loss_g {metrics['final_loss_g']:.3f}")
-            say.info(f"done: {metrics['epochs']} epochs, {metrics['steps']} steps, final {losses}; see {args.out}")
-        elif args.command == "sweep":
-            if threading.current_thread() is threading.main_thread():
-                signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops a sweep as Ctrl-C does
-            from .orchestration.executors import with_flags
-            from .orchestration.runner import run_sweep
-            from .orchestration.sweep import load_sweep
-            if args.jobs < 1:
-                raise ConfigError(f"--jobs must be >= 1 (got {args.jobs})")
-            # every run validated before anything executes
-            sweep = load_sweep(preset(args.sweep), args.quick, parse_overrides(args.set))
-            if args.code:
-                sweep = dataclasses.replace(sweep, code=True)
-            if args.page_size:
-                from .reporting.html import page_size
-                try:
-                    sweep = dataclasses.replace(sweep, page_size=page_size(args.page_size))
-                except ValueError as err:
-                    raise ConfigError(f"--page-size: {err}") from None
-            sweep = dataclasses.replace(sweep, executor=with_flags(
-                sweep.executor, name=args.executor, address=args.scheduler, partition=args.partition,
-                time_min=args.time_min, gpus_per_run=args.gpus_per_run))
-            if args.dry_run:
-                from .orchestration.runner import select
-                runs = select(sweep.runs, args.only)
-                print(f"{sweep.path}: {len(runs)} runs into {Path(args.out) / sweep.name} "
-                      f"(notebooks: {', '.join(p.stem for p in sweep.notebooks)})")
-                for run in runs:
-                    print(f"  {run.name}: " + (", ".join(f"{k}={v}" for k, v in run.overrides.items()) or "the base")
-                          + (f" (compared with {run.reference})" if run.reference else ""))
-                for claim in sweep.claims:
-                    print(f"  claim: {claim.words}: predicts {claim.prediction()}")
-                return 0
-            code = run_sweep(sweep, args.out, args.jobs, args.pdf, args.force, args.only, log=say.info)
-            if code:
-                say.warning(f"{sweep.name}: some runs failed; the index says which and why: "
-                            f"{Path(args.out) / sweep.name / 'index.html'}")
-            return code
-        elif args.command == "config":
-            config = config_lib.load(preset(args.config), parse_overrides(args.set))
-            print(f"# {args.config}{' with --set ' + ', '.join(args.set) if args.set else ''}, resolved; "
-                  f"hash {config.hash()}")
-            print(yaml.safe_dump(config.to_dict(), sort_keys=False), end="")
-        elif args.command == "evaluate":
-            from .evaluation import evaluate_run
-            from .reporting.prose import score_reading
-            from .rundir import RunDir
-            if args.samples is not None and args.samples < 2:
-                raise ConfigError(f"--samples must be >= 2 (got {args.samples})")
-            run = RunDir(args.run_dir)
-            save = None if args.update else run.evaluations / (
-                f"{time.strftime('%Y%m%d-%H%M%S')}-{args.samples or 'default'}-samples.json")
-            result = evaluate_run(args.run_dir, args.samples, not args.no_checkpoints, log=say.info, save=save)
-            for line in score_reading(result):
-                say.info(line)
-            if args.update:
-                run.done.unlink(missing_ok=True)  # the reports show the old scores: the sweep redoes them
-                say.info("metrics.json updated; its reports are stale: run its sweep again to re-render them")
-            else:
-                say.info(f"wrote {save} (metrics.json and the reports are unchanged; --update replaces them)")
-        elif args.command == "notebooks":
-            say.info(f"copied {len(copy_notebooks(args.folder, args.force))} notebooks to {args.folder}; "
-                     f"open them there (jupyter lab {args.folder})")
-        elif args.command == "generate":
-            say.info(f"wrote {generate(args.run_dir, args.count, args.class_name, args.seed, args.out)}")
-    except (ConfigError, DataError, TrainingError, CheckpointError, CacheError, RunIncomplete, EvaluatorError) as err:
+        return COMMANDS[args.command](args, say)
+    except KeyboardInterrupt as err:
+        print(_interrupted(args), file=sys.stderr)
+        return 143 if err.args == ("SIGTERM",) else 130
+    except Exception as err:
+        if not isinstance(err, user_errors()):
+            raise
         say.error(f"error: {err}")
         return 2
-    except KeyboardInterrupt as err:
-        if args.command == "sweep":
-            print("interrupted: the running runs were stopped; run the same command again to resume them "
-                  "from their last checkpoints", file=sys.stderr)
-        elif args.command == "train" and (Path(args.out) / "checkpoints" / "last.pt").exists():
-            print("interrupted; run again with --resume to continue from the last checkpoint", file=sys.stderr)
-        else:
-            print("interrupted before any checkpoint; a rerun starts from the beginning", file=sys.stderr)
-        return 143 if err.args == ("SIGTERM",) else 130
-    return 0
+
+
+def _interrupted(args: argparse.Namespace) -> str:
+    if args.command == "sweep":
+        return ("interrupted: the running runs were stopped; run the same command again to resume them "
+                "from their last checkpoints")
+    if args.command == "train" and (Path(args.out) / "checkpoints" / "last.pt").exists():
+        return "interrupted; run again with --resume to continue from the last checkpoint"
+    return "interrupted before any checkpoint; a rerun starts from the beginning"

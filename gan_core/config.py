@@ -2,6 +2,8 @@
 
 A config file is a short diff from the defaults below. Unknown keys, wrong types and
 impossible values fail at load time with ``file: key: message``, before any work starts.
+Besides the shared sections, each model family has a section of its own (``dcgan:``, ``mlp:``,
+``diffusion:``: ``gan_core.families``); the one of ``model.arch`` is ``Config.family``.
 """
 from __future__ import annotations
 
@@ -18,12 +20,13 @@ from typing import Any, Literal, Sequence, Union
 
 import yaml
 
+from . import families
 from .evaluators import SHIPPED as SHIPPED_EVALUATORS
 from .rundir import write_atomic
 
 
 # settings that change how or where a run executes, not what it computes (not in a run's key)
-RUNTIME_KEYS = {"train.threads", "train.progress", "train.tensorboard", "eval.cache_dir"}
+RUNTIME_KEYS = {"train.threads", "train.progress", "train.tensorboard", "train.compile", "eval.cache_dir"}
 
 
 class ConfigError(ValueError):
@@ -50,32 +53,15 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    arch: Literal["dcgan", "mlp", "ddpm"] = "dcgan"  # ddpm: a diffusion model (U-Net), see DiffusionConfig
+    arch: str = "dcgan"  # a registered family (gan_core.families): dcgan, mlp, ddpm; its settings: its own section
     latent_dim: int = 100
-    ngf: int = 64  # dcgan: generator width (channels of its last hidden layer)
-    ndf: int = 64  # dcgan: discriminator width (channels of its first layer)
-    g_hidden: tuple[int, ...] = (256, 512, 1024)  # mlp: generator layer widths, z side first
-    d_hidden: tuple[int, ...] = (512, 256)  # mlp: discriminator layer widths, image side first
-    d_dropout: float = 0.0  # mlp: dropout after each discriminator layer
-    d_norm: Literal["batch", "layer", "none"] = "batch"  # dcgan: normalization in D (wgan-gp: layer or none)
-    conditional: bool = False  # class-conditional G and D (the label joins z and D's input)
+    conditional: bool = False  # class-conditional model (a GAN: the label joins z and D's input)
     embed_dim: int = 0  # conditional: 0 for a one-hot label, else a learned embedding of this width
 
 
-@dataclass(frozen=True)
-class DiffusionConfig:
-    """model.arch ddpm: a U-Net trained on the MSE of the noise (Ho et al. 2020); it uses optim_g."""
-
-    timesteps: int = 1000  # T; course reports on Fashion-MNIST use 150
-    schedule: Literal["linear", "cosine"] = "linear"  # linear: Ho's betas scaled by 1000/T; cosine: Nichol & Dhariwal
-    base_width: int = 32  # U-Net channels at full resolution
-    width_mults: tuple[int, ...] = (1, 2, 2)  # per resolution; len - 1 halvings (28 -> 14 -> 7)
-    attention: bool = False  # self-attention at the lowest resolution
-    dropout: float = 0.0
-    sample_steps: int | None = None  # None: all T steps (ancestral DDPM); fewer: DDIM with this many
-    eta: float | None = None  # DDIM's eta; None: 1 with all steps (DDPM), 0 with fewer (DDIM)
-    p_uncond: float = 0.1  # conditional: share of labels dropped while training (classifier-free guidance)
-    guidance: float = 0.0  # conditional: guidance weight w when sampling; 0: off
+# settings that moved into a family's own section, and where they are now
+MOVED = {f"model.{key}": f"dcgan.{key}" for key in ("ngf", "ndf", "d_norm")} | \
+        {f"model.{key}": f"mlp.{key}" for key in ("g_hidden", "d_hidden", "d_dropout")}
 
 
 @dataclass(frozen=True)
@@ -83,6 +69,8 @@ class LossConfig:
     kind: Literal["bce", "mse", "hinge", "wgan-gp"] = "bce"  # bce: non-saturating; mse: LSGAN; hinge; wgan-gp
     real_label: float = 1.0  # 0.9 is one-sided label smoothing (Salimans et al. 2016)
     gp_weight: float = 10.0  # wgan-gp: weight of the gradient penalty (Gulrajani et al. 2017)
+    r1: float = 0.0  # gamma of the R1 penalty gamma/2 E||grad D(x)||^2 on real images (Mescheder et al. 2018); 0: off
+    r1_every: int = 16  # compute R1 every this many D steps, scaled up to match (lazy, Karras et al. 2020)
 
 
 @dataclass(frozen=True)
@@ -114,6 +102,12 @@ class TrainConfig:
     tensorboard: bool = False  # also write the logged values and grids to RUN/tensorboard/ (optional package)
     n_critic: int = 1  # D (critic) steps per G step, each on its own batch (wgan-gp: 5)
     ema: float = 0.0  # decay of an exponential moving average of G's weights (e.g. 0.999); 0: off
+    # the average's half-life as a share of the images seen so far (e.g. 0.05, Karras et al. 2020):
+    # it grows with training instead of a fixed decay; 0: off (train.ema, if set)
+    ema_halflife: float = 0.0
+    lr_decay: Literal["none", "linear", "cosine"] = "none"  # every learning rate falls to 0 at the last step
+    grad_clip: float = 0.0  # clip each network's gradient norm to this before its step; 0: off
+    compile: bool = False  # torch.compile the networks (compile time against speed: README, Performance)
     instance_noise: float = 0.0  # std of Gaussian noise on D's inputs, annealed linearly to 0; 0: off
 
 
@@ -136,15 +130,22 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
-    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     optim_g: OptimConfig = field(default_factory=OptimConfig)
     optim_d: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    family: Any = None  # the settings of model.arch's family (its section, e.g. dcgan:), None if it has none
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain nested dict (tuples as lists), as written to config.yaml."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        """Plain nested dict (tuples as lists), as written to config.yaml: the family's settings
+        under its section's name, after the model section."""
+        out = {}
+        for f in dataclasses.fields(self):
+            if f.name != "family":
+                out[f.name] = dataclasses.asdict(getattr(self, f.name))
+            if f.name == "model" and self.family is not None:
+                out[families.family_of(self.model.arch).section] = dataclasses.asdict(self.family)
+        return json.loads(json.dumps(out))
 
     def hash(self) -> str:
         """Stable 12-hex-digit hash of the resolved config."""
@@ -249,20 +250,42 @@ def read_yaml(path: Path, kind: str) -> dict[str, Any]:
 
 
 def from_dict(raw: dict[str, Any], source: str = "config") -> Config:
-    """Build and validate a Config from a nested dict; errors name ``source: key``."""
-    config = _build(Config, raw, source, "")
+    """Build and validate a Config from a nested dict; errors name ``source: key``. Every
+    family section given is checked; the one of ``model.arch`` becomes ``Config.family``."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: config must be a mapping (got {raw!r})")
+    for old, new in MOVED.items():
+        section, key = old.split(".")
+        if isinstance(raw.get(section), dict) and key in raw[section]:
+            raise ConfigError(f"{source}: {old} is now {new} (the family's own section): write "
+                              f"'{new.split('.')[0]}: {{{key}: {raw[section][key]!r}}}'")
+    raw = dict(raw)
+    given = {name: raw.pop(name) for name in list(raw) if name in families.sections()}
+    config = _build(Config, {k: v for k, v in raw.items() if k != "family"}, source, "", extra=families.sections())
+    try:
+        family = families.family_of(config.model.arch)
+    except KeyError as err:
+        raise ConfigError(f"{source}: {err.args[0]}") from None
+    settings = {name: _build(spec.settings, section, source, f"{name}.") for name, spec in families.sections().items()
+                if (section := given.get(name)) is not None}
+    if family.settings is not None:
+        config = dataclasses.replace(config, family=settings.get(family.section) or family.settings())
     _check_values(config, source)
+    if problem := family.check(config):
+        raise ConfigError(f"{source}: {problem}")
     return config
 
 
-def _build(cls: type, raw: Any, source: str, prefix: str) -> Any:
+def _build(cls: type, raw: Any, source: str, prefix: str, extra: dict[str, Any] | None = None) -> Any:
+    """``cls`` from the mapping ``raw``, every value checked against its type; ``extra``: more
+    names a top-level config may hold (the family sections)."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: {prefix.rstrip('.') or 'config'} must be a mapping (got {raw!r})")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "family"}
     hints = typing.get_type_hints(cls)
     for key in raw:
         if key not in fields:
-            known = ", ".join(fields)
+            known = ", ".join([*fields, *(extra or {})])
             raise ConfigError(f"{source}: unknown key {prefix}{key} (known: {known})")
     values = {}
     for name, value in raw.items():
@@ -335,34 +358,20 @@ def _check_values(c: Config, source: str) -> None:
     need(c.data.workers >= 0, "data.workers", "must be >= 0", c.data.workers)
     need(c.data.name != "imagefolder" or c.data.root is not None, "data.root",
          "must name the folder of images when data.name is imagefolder", c.data.root)
-    for key in ("latent_dim", "ngf", "ndf"):
-        need(getattr(c.model, key) > 0, f"model.{key}", "must be > 0", getattr(c.model, key))
-    for key in ("g_hidden", "d_hidden"):
-        widths = getattr(c.model, key)
-        need(len(widths) > 0 and all(w > 0 for w in widths), f"model.{key}", "must be widths > 0", list(widths))
+    need(c.model.latent_dim > 0, "model.latent_dim", "must be > 0", c.model.latent_dim)
     need(c.model.embed_dim >= 0, "model.embed_dim", "must be >= 0 (0: one-hot)", c.model.embed_dim)
-    need(0.0 <= c.model.d_dropout < 1.0, "model.d_dropout", "must be in [0, 1)", c.model.d_dropout)
     need(0.0 < c.loss.real_label <= 1.0, "loss.real_label", "must be in (0, 1]", c.loss.real_label)
     need(c.loss.kind in ("bce", "mse") or c.loss.real_label == 1.0, "loss.real_label",
          f"must be 1.0 with the {c.loss.kind} loss (label smoothing is for bce and mse)", c.loss.real_label)
-    d = c.diffusion
-    need(len(d.width_mults) > 0 and all(m > 0 for m in d.width_mults), "diffusion.width_mults",
-         "must be multipliers > 0", list(d.width_mults))
-    need(d.base_width > 0, "diffusion.base_width", "must be > 0", d.base_width)
-    need(d.timesteps > 20 or (d.schedule == "cosine" and d.timesteps > 0), "diffusion.timesteps",
-         "must be > 20 for the linear schedule (its betas scale by 1000/T)", d.timesteps)
-    need(d.sample_steps is None or 1 <= d.sample_steps <= d.timesteps, "diffusion.sample_steps",
-         f"must be in [1, diffusion.timesteps = {d.timesteps}] or null", d.sample_steps)
-    need(d.eta is None or d.eta >= 0, "diffusion.eta", "must be >= 0 or null", d.eta)
-    need(0.0 <= d.p_uncond < 1.0, "diffusion.p_uncond", "must be in [0, 1)", d.p_uncond)
-    need(0.0 <= d.dropout < 1.0, "diffusion.dropout", "must be in [0, 1)", d.dropout)
-    need(d.guidance >= 0, "diffusion.guidance", "must be >= 0", d.guidance)
-    need(d.guidance == 0 or (c.model.conditional and d.p_uncond > 0), "diffusion.guidance",
-         "needs model.conditional: true and diffusion.p_uncond > 0 (the unconditional model it mixes in)",
-         d.guidance)
+    need(c.loss.r1 >= 0, "loss.r1", "must be >= 0", c.loss.r1)
+    need(c.loss.r1_every > 0, "loss.r1_every", "must be > 0", c.loss.r1_every)
     need(c.loss.gp_weight >= 0, "loss.gp_weight", "must be >= 0", c.loss.gp_weight)
     need(c.train.n_critic > 0, "train.n_critic", "must be > 0", c.train.n_critic)
     need(0.0 <= c.train.ema < 1.0, "train.ema", "must be in [0, 1)", c.train.ema)
+    need(0.0 <= c.train.ema_halflife <= 1.0, "train.ema_halflife", "must be a share in [0, 1]", c.train.ema_halflife)
+    need(not (c.train.ema and c.train.ema_halflife), "train.ema_halflife",
+         f"and train.ema = {c.train.ema} both set the average of G: choose one", c.train.ema_halflife)
+    need(c.train.grad_clip >= 0, "train.grad_clip", "must be >= 0", c.train.grad_clip)
     need(c.train.instance_noise >= 0, "train.instance_noise", "must be >= 0", c.train.instance_noise)
     for net in ("optim_g", "optim_d"):
         opt: OptimConfig = getattr(c, net)

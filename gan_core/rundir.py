@@ -6,7 +6,7 @@ key under a file lock.
     reports/<sweep>/                 SweepDir
         sweep.json  index.html  summary.csv  comparison.csv  verdicts.csv  claims.csv  _previous/
         <run>/                       RunDir
-            config.yaml  log.csv  train.log  metrics.json  status.json  .done
+            config.yaml  family.json  log.csv  train.log  metrics.json  status.json  .done
             samples/epoch_XXX.png  checkpoints/last.pt  checkpoints/epoch_XXX.pt
             tensorboard/ (train.tensorboard)
             NN_name.ipynb  NN_name.html  NN_name.pdf   (the executed notebooks)
@@ -28,6 +28,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable, TypeVar
+
+from .families.records import LogSchema
 
 EPOCH_FILE = re.compile(r"epoch_(\d+)\.")
 T = TypeVar("T")
@@ -225,6 +227,7 @@ class RunDir:
     log = property(lambda self: self.root / "log.csv")  # one row per train.log_every steps
     console = property(lambda self: self.root / "train.log")  # what training and scoring printed
     metrics = property(lambda self: self.root / "metrics.json")  # the figures the reports were built from
+    family_file = property(lambda self: self.root / "family.json")  # what readers need of the family (trainer)
     status = property(lambda self: self.root / "status.json")  # ok / failed / running, per-notebook times
     done = property(lambda self: self.root / ".done")  # the key of a completed run
     samples = property(lambda self: self.root / "samples")
@@ -269,6 +272,23 @@ class RunDir:
             if echo:
                 print(line)
         return log
+
+    def family(self) -> dict[str, Any]:
+        """family.json, written by training: the family's arch, name, kind, log schema, tags,
+        classes, grid layout and evaluator (``training.Trainer.family_record``).
+
+        Raises:
+            RunIncomplete: training has not started here (or a gan_core before 0.3 trained it).
+        """
+        found = read_json(self.family_file)
+        if not found:
+            raise RunIncomplete(f"{self.root}: no family.json: train the run first (its 02_training notebook, or "
+                                "gan-workbook train CONFIG --out RUN --resume, which also writes it for older runs)")
+        return found
+
+    def schema(self) -> LogSchema:
+        """The log schema of the run's family: what log.csv holds and how to read it."""
+        return LogSchema.from_dict(self.family()["log"])
 
     def read_metrics(self) -> dict[str, Any]:
         return read_json(self.metrics)

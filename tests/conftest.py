@@ -30,7 +30,7 @@ def tiny_config():
     def make(**sections):
         raw = {
             "data": {"name": real_data_name(), "subset": 64, "image_size": 28},
-            "model": {"latent_dim": 8, "ngf": 4, "ndf": 4},
+            "model": {"latent_dim": 8}, "dcgan": {"ngf": 4, "ndf": 4},
             "train": {"epochs": 2, "batch_size": 16, "log_every": 2, "threads": 1,
                       "num_samples": 16, "progress": False, "device": "cpu",
                       "precision": "fp32", "channels_last": False},  # the same numbers on every CPU

@@ -14,18 +14,21 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import FancyBboxPatch  # noqa: E402
 from torchvision.utils import save_image  # noqa: E402
 
-from gan_core import models  # noqa: E402
+from gan_core import families, models  # noqa: E402
 from gan_core.analysis import losses  # noqa: E402
 from gan_core.config import from_dict  # noqa: E402
 from gan_core.models import count_parameters  # noqa: E402
 from gan_core.models.dcgan import DCGANDiscriminator, DCGANGenerator  # noqa: E402
 from gan_core.models.summary import layer_table  # noqa: E402
-from gan_core.reporting import figures, prose  # noqa: E402
+from gan_core.families.gan import D_WINS_LOSS  # noqa: E402
+from gan_core.reporting import figures, images, prose  # noqa: E402
 from gan_core.reporting.architecture import draw_network, draw_networks, stages  # noqa: E402
 from gan_core.training.trainer import log_columns  # noqa: E402
 
-GAN = models.log_schema(from_dict({}))
-CRITIC = models.log_schema(from_dict({"loss": {"kind": "wgan-gp"}, "model": {"d_norm": "layer"}}))
+BCE_CONFIG = from_dict({})
+WGAN_CONFIG = from_dict({"loss": {"kind": "wgan-gp"}, "dcgan": {"d_norm": "layer"}})
+GAN = families.family_of("dcgan").log_schema(BCE_CONFIG)
+CRITIC = families.family_of("dcgan").log_schema(WGAN_CONFIG)
 
 COLUMNS = ["epoch", "step", "loss_d", "loss_g", "d_real", "d_fake", "d_fake_g", "acc_real", "acc_fake",
            "images_per_s", "time_s"]
@@ -111,7 +114,7 @@ def test_stages_group_layers_with_their_norm_and_activation():
 
 
 def test_draw_networks_draws_one_box_per_stage_and_the_ends():
-    family = models.build(from_dict({"model": {"latent_dim": 16, "ngf": 8, "ndf": 8}}), (1, 28, 28))
+    family = models.build(from_dict({"model": {"latent_dim": 16}, "dcgan": {"ngf": 8, "ndf": 8}}), (1, 28, 28))
     d = family.discriminator
     fig = draw_networks(family.describe().networks)
     ax_g, ax_d = fig.axes
@@ -179,7 +182,7 @@ def test_panels_show_what_d_says_and_its_accuracy():
     for ax in fig.axes:
         for line in labeled_lines(ax).values():
             assert ((line.get_ydata() >= 0) & (line.get_ydata() <= 1)).all()
-    diffusion = models.log_schema(from_dict({"model": {"arch": "ddpm"}}))
+    diffusion = families.family_of("ddpm").log_schema(from_dict({"model": {"arch": "ddpm"}}))
     assert figures.panels(make_log(), diffusion) is None  # a model that logs only its loss
 
 
@@ -199,7 +202,7 @@ def test_overlay_losses():
 def test_healthy_log_reads_as_no_warning():
     stats = losses.loss_stats(make_log(), GAN)
     assert stats["spikes_loss_d"] == stats["spikes_loss_g"] == 0
-    said = prose.loss_reading(stats, GAN)
+    said = prose.loss_reading(stats, GAN, BCE_CONFIG)
     assert len(said) == 1 and said[0].startswith("no warning signs")
 
 
@@ -208,8 +211,8 @@ def test_discriminator_wins_when_d_loss_goes_to_zero():
     log = make_log(loss_d=1.3 * np.exp(-12 * t) + 0.005, loss_g=1 + 6 * t, d_real=1 - 0.4 * np.exp(-12 * t),
                    d_fake=0.4 * np.exp(-12 * t))
     stats = losses.loss_stats(log, GAN)
-    assert stats["mean_loss_d"] < prose.D_WINS_LOSS
-    said = prose.loss_reading(stats, GAN)
+    assert stats["mean_loss_d"] < D_WINS_LOSS
+    said = prose.loss_reading(stats, GAN, BCE_CONFIG)
     assert any("the discriminator wins" in s for s in said)
     assert any("G loss rising steadily" in s and "overpowering" in s for s in said)
 
@@ -217,7 +220,7 @@ def test_discriminator_wins_when_d_loss_goes_to_zero():
 def test_oscillation_is_read():
     t = np.arange(400)
     log = make_log(loss_g=1 + 0.5 * np.sin(2 * np.pi * t / 40))
-    assert any("oscillate" in s for s in prose.loss_reading(losses.loss_stats(log, GAN), GAN))
+    assert any("oscillate" in s for s in prose.loss_reading(losses.loss_stats(log, GAN), GAN, BCE_CONFIG))
 
 
 def test_diverged_log_is_read_and_still_plotted():
@@ -225,14 +228,14 @@ def test_diverged_log_is_read_and_still_plotted():
     log.loc[399, ["loss_d", "loss_g"]] = [np.nan, np.inf]  # the row the trainer stops on
     stats = losses.loss_stats(log, GAN)
     assert stats["nonfinite"] == 1 and np.isfinite(stats["mean_loss_g"])
-    assert "diverged" in prose.loss_reading(stats, GAN)[0]
+    assert "diverged" in prose.loss_reading(stats, GAN, BCE_CONFIG)[0]
     assert len(figures.loss_curves(log, GAN).axes) == 1
     with pytest.raises(ValueError, match="NaN"):
         losses.loss_stats(make_log(rows=5, loss_d=np.full(5, np.nan)), GAN)
 
 
 def test_short_log_is_too_short_to_judge():
-    assert "too short" in prose.loss_reading(losses.loss_stats(make_log(rows=8), GAN), GAN)[0]
+    assert "too short" in prose.loss_reading(losses.loss_stats(make_log(rows=8), GAN), GAN, BCE_CONFIG)[0]
 
 
 def test_spikes_are_counted_where_injected():
@@ -255,8 +258,8 @@ def test_noise_that_grows_late_in_training_is_not_a_spike():
 
 # --- images ----------------------------------------------------------------------------------
 def test_image_grid_gray_maps_minus_one_to_black_and_one_to_white():
-    images = torch.cat([torch.full((8, 1, 28, 28), -1.0), torch.full((8, 1, 28, 28), 1.0)])
-    fig = figures.image_grid(images, nrow=4, title="samples")
+    batch = torch.cat([torch.full((8, 1, 28, 28), -1.0), torch.full((8, 1, 28, 28), 1.0)])
+    fig = images.image_grid(batch, nrow=4, title="samples")
     (image,) = fig.axes[0].get_images()
     data = np.asarray(image.get_array())
     assert data.shape == (4 * 28 + 5 * 2, 4 * 28 + 5 * 2)
@@ -266,11 +269,11 @@ def test_image_grid_gray_maps_minus_one_to_black_and_one_to_white():
 
 
 def test_image_grid_color_and_bad_shape():
-    fig = figures.image_grid(torch.rand(5, 3, 32, 32) * 4 - 2)  # out of range: clipped
+    fig = images.image_grid(torch.rand(5, 3, 32, 32) * 4 - 2)  # out of range: clipped
     data = np.asarray(fig.axes[0].get_images()[0].get_array())
     assert data.shape[-1] == 3 and data.min() >= 0 and data.max() <= 1
     with pytest.raises(ValueError, match="N, C, H, W"):
-        figures.image_grid(torch.zeros(1, 28, 28))
+        images.image_grid(torch.zeros(1, 28, 28))
 
 
 def test_progression_titles_and_subsampling(tmp_path):
@@ -288,7 +291,7 @@ def test_progression_titles_and_subsampling(tmp_path):
 
 
 def test_real_vs_fake():
-    fig = figures.real_vs_fake(torch.rand(9, 1, 28, 28) * 2 - 1, torch.rand(9, 1, 28, 28) * 2 - 1)
+    fig = images.real_vs_fake(torch.rand(9, 1, 28, 28) * 2 - 1, torch.rand(9, 1, 28, 28) * 2 - 1)
     assert [ax.get_title() for ax in fig.axes] == ["real", "generated"]
 
 
@@ -298,15 +301,15 @@ def test_wgan_gp_runs_name_the_critic():
     legend = [text.get_text() for text in figures.loss_curves(log, CRITIC).axes[0].get_legend().get_texts()]
     assert legend == ["critic loss", "G loss"]
     assert "critic" in figures.panels(log, CRITIC).axes[0].get_title()
-    said = prose.loss_reading(losses.loss_stats(log, CRITIC), CRITIC, loss="wgan-gp")
+    said = prose.loss_reading(losses.loss_stats(log, CRITIC), CRITIC, WGAN_CONFIG)
     assert any("Wasserstein" in s for s in said) and any("critic loss rising" in s for s in said)
     assert not any("discriminator wins" in s for s in said)  # D(x) and D(G(z)) are no probabilities here
-    assert any("discriminator wins" in s for s in prose.loss_reading(losses.loss_stats(log, GAN), GAN))  # as BCE
+    assert any("discriminator wins" in s for s in prose.loss_reading(losses.loss_stats(log, GAN), GAN, BCE_CONFIG))  # as BCE
 
 
 def test_class_rows_name_each_row():
-    fig = figures.class_rows(torch.rand(6, 1, 28, 28) * 2 - 1, ["Sneaker", "Bag"], title="per class")
+    fig = images.class_rows(torch.rand(6, 1, 28, 28) * 2 - 1, ["Sneaker", "Bag"], title="per class")
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["Sneaker", "Bag"]
     with pytest.raises(ValueError, match="evenly"):
-        figures.class_rows(torch.rand(5, 1, 28, 28), ["Sneaker", "Bag"])
+        images.class_rows(torch.rand(5, 1, 28, 28), ["Sneaker", "Bag"])

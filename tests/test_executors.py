@@ -11,7 +11,7 @@ import numpy as np
 import psutil
 import pytest
 
-from gan_core.orchestration import executors
+from gan_core.orchestration import executors, settings
 from gan_core.cli import main
 from gan_core.orchestration.executors import ExecutorSettings, gpu_slot, parse_settings, with_flags
 from gan_core.orchestration.runner import run_sweep
@@ -117,7 +117,7 @@ def test_slurm_without_sbatch_is_refused_before_any_work(tmp_path, capsys, monke
 
 def test_unreachable_scheduler_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
     pytest.importorskip("distributed")
-    monkeypatch.setattr(executors, "CONNECT_TIMEOUT_S", 1)
+    monkeypatch.setattr(settings, "CONNECT_TIMEOUT_S", 1)
     path = write_sweep(tmp_path, SMOKE)
     assert main(["sweep", str(path), "--out", str(tmp_path / "reports"), "--executor", "dask",
                  "--scheduler", "tcp://127.0.0.1:9"]) == 2

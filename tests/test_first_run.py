@@ -14,10 +14,6 @@ import pytest
 
 from gan_core import rundir
 from gan_core.cli import main
-from gan_core.config import ConfigError
-from gan_core.orchestration import runner
-from gan_core.orchestration.runner import run_sweep
-from gan_core.orchestration.sweep import load_sweep
 from gan_core.reporting import html as report
 
 from .conftest import REPO

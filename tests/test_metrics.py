@@ -1,6 +1,5 @@
 """The scores mean something: floor, noise, collapse, degradation, determinism, cache."""
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -175,7 +174,7 @@ def test_stale_cache_is_refused_and_retrained(tmp_path):
 def test_evaluate_run_writes_scores(tmp_path):
     config = from_dict({
         "data": {"name": "digits", "subset": 256},
-        "model": {"latent_dim": 8, "ngf": 4, "ndf": 4},
+        "model": {"latent_dim": 8}, "dcgan": {"ngf": 4, "ndf": 4},
         "train": {"epochs": 2, "batch_size": 32, "threads": 1, "progress": False, "num_samples": 16},
         "eval": {"cache_dir": str(tmp_path / "cache"), "samples": 200, "checkpoint_samples": 100}}, "test")
     train(config, tmp_path / "run", log=lambda s: None)
@@ -206,7 +205,7 @@ def test_fashion_mnist_evaluator_reaches_90_percent(tmp_path):
 def test_conditional_samples_are_of_the_requested_class(scorer, tmp_path):
     """A conditional DCGAN trained briefly on digits: the evaluator puts its samples in the
     class they were asked for far more often than chance (0.1)."""
-    config = from_dict({"data": {"name": "digits"}, "model": {"conditional": True, "latent_dim": 16, "ngf": 16, "ndf": 16},
+    config = from_dict({"data": {"name": "digits"}, "model": {"conditional": True, "latent_dim": 16}, "dcgan": {"ngf": 16, "ndf": 16},
                         "train": {"epochs": 10, "batch_size": 32, "progress": False, "threads": 1, "log_every": 10}}, "test")
     train(config, tmp_path, log=lambda s: None)
     family, _ = load_family(tmp_path / "checkpoints" / "last.pt")

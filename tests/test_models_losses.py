@@ -119,7 +119,7 @@ FASHION = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shi
 @pytest.mark.parametrize("embed_dim", [0, 6])
 def test_conditional_models_use_the_label(arch, embed_dim):
     config = from_dict({"model": {"arch": arch, "conditional": True, "embed_dim": embed_dim, "latent_dim": 8,
-                                  "ngf": 4, "ndf": 4, "g_hidden": [16], "d_hidden": [16]}})
+                                  }, "dcgan": {"ngf": 4, "ndf": 4}, "mlp": {"g_hidden": [16], "d_hidden": [16]}})
     family = models.build(config, (1, 28, 28), FASHION)
     g, d = family.generator.eval(), family.discriminator.eval()
     z, x = torch.randn(4, 8), torch.rand(4, 1, 28, 28) * 2 - 1

@@ -145,3 +145,12 @@ def test_notebooks_are_committed_without_outputs(path):
     parameters = next(c for c in notebook.cells if "parameters" in c.metadata.get("tags", []))
     assert all(": " in line.split("=")[0] for line in parameters.source.splitlines() if "=" in line), \
         "parameters carry type hints (papermill --help-notebook shows them)"
+
+
+def test_the_package_lists_every_subpackage():
+    """pip install . (not editable) installs the packages pyproject.toml names: a new folder of
+    gan_core that is not listed would be missing there (an editable install hides it)."""
+    import tomllib
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "gan_core").rglob("__init__.py")}
+    assert found <= listed, sorted(found - listed)

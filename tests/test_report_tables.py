@@ -10,11 +10,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from gan_core import models
 from gan_core.analysis import losses
 from gan_core.cli import main
-from gan_core.config import ConfigError, from_dict
-from gan_core.orchestration import executors
+from gan_core.config import ConfigError
+from gan_core.orchestration import local
 from gan_core.orchestration.job import Job
 from gan_core.orchestration.sweep import load_sweep
 from gan_core.reporting import html, tables
@@ -107,7 +106,7 @@ def test_progress_line_shows_the_sweep_and_each_running_run(tmp_path):
     queued = tmp_path / "z16"
     job = lambda path: Job(str(path), ("nb/01_architecture.ipynb", "nb/02_training.ipynb", "nb/06_evaluation.ipynb"),
                            "key", False, "", 1)  # noqa: E731
-    line = executors._progress([(job(run), time.monotonic() - 75), (job(queued), time.monotonic())], 4, 1)
+    line = local._progress([(job(run), time.monotonic() - 75), (job(queued), time.monotonic())], 4, 1)
     assert line.startswith("[#####...............] 1/4 runs done, 2 running | ")
     assert "z8: notebook 2/3 02_training, epoch 3/5, 1:15" in line
     assert "z16: starting, 0:00" in line

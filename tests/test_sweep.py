@@ -14,12 +14,16 @@ from gan_core.orchestration.sweep import load_sweep
 from .conftest import REPO, real_data_name
 
 
+SMOKE_NOTEBOOK = {"run_dir": "runs/notebook-smoke", "config_path": "params/smoke.yaml", "progress": False}
+
+
 def write_sweep(tmp_path, body, name="s", absolute_base=False):
     """A sweep file over a tiny base config (``absolute_base``: named by its absolute path)."""
     base = tmp_path / "base.yaml"
     base.write_text(f"""
 data: {{name: {real_data_name()}, subset: 64}}
-model: {{latent_dim: 8, ngf: 4, ndf: 4}}
+model: {{latent_dim: 8}}
+dcgan: {{ngf: 4, ndf: 4}}
 train: {{epochs: 2, batch_size: 16, log_every: 2, num_samples: 16}}
 eval: {{samples: 64, checkpoint_samples: 32, cache_dir: {tmp_path / 'cache'}}}  # empty: the first use, every time
 """)
@@ -228,8 +232,8 @@ def test_changed_config_keeps_earlier_results(tmp_path):
 
 @pytest.mark.slow
 def test_a_notebook_runs_from_any_folder_with_its_defaults(tmp_path):
-    """Copied out of the checkout and run there, a notebook finds its default config (a shipped
-    preset) and writes its run beside itself, never into the checkout."""
+    """Copied out of the checkout and run there, a notebook finds a shipped preset by its params/
+    name and writes its run beside itself, never into the checkout."""
     import shutil
 
     import papermill
@@ -238,7 +242,7 @@ def test_a_notebook_runs_from_any_folder_with_its_defaults(tmp_path):
     shutil.copy(REPO / "notebooks" / "02_training.ipynb", copy)
     before = set((REPO / "runs").rglob("*")) if (REPO / "runs").exists() else set()
     papermill.execute_notebook(str(copy), str(tmp_path / "out.ipynb"), cwd=str(copy.parent), kernel_name="python3",
-                               progress_bar=False, parameters={"progress": False})
+                               progress_bar=False, parameters=SMOKE_NOTEBOOK)
     assert "Traceback" not in (tmp_path / "out.ipynb").read_text()
     assert (copy.parent / "runs" / "notebook-smoke" / "checkpoints" / "last.pt").exists()
     assert (set((REPO / "runs").rglob("*")) if (REPO / "runs").exists() else set()) == before
@@ -273,7 +277,7 @@ def test_the_installed_package_runs_a_sweep_from_any_folder(tmp_path):
                             capture_output=True, text=True, cwd=tmp_path, env=env)
     assert copied.returncode == 0 and (tmp_path / "mine" / "02_training.ipynb").exists(), copied.stderr
     run_notebook = ("import papermill, sys; papermill.execute_notebook(sys.argv[1], sys.argv[2], cwd=sys.argv[3], "
-                    "kernel_name='python3', progress_bar=False, parameters={'progress': False})")
+                    f"kernel_name='python3', progress_bar=False, parameters={SMOKE_NOTEBOOK!r})")
     mine = subprocess.run([sys.executable, "-c", run_notebook, str(tmp_path / "mine" / "02_training.ipynb"),
                            str(tmp_path / "out.ipynb"), str(tmp_path / "mine")], capture_output=True, text=True, env=env)
     assert mine.returncode == 0, mine.stderr[-2000:]

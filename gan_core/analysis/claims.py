@@ -123,8 +123,9 @@ def _relation(predicts: dict, where: str, words: str, source: str, configuration
     if predicts.get("sign", "positive") not in ("positive", "negative"):
         raise ConfigError(f"{where}.predicts.sign must be positive or negative (got {predicts.get('sign')!r})")
     among = predicts.get("among", [])
-    if not isinstance(among, list) or (unknown := [c for c in among if c not in configurations]):
-        raise ConfigError(f"{where}.predicts.among: {among!r} names no configuration list of this sweep "
+    unknown = [c for c in among if c not in configurations] if isinstance(among, list) else [among]
+    if unknown:
+        raise ConfigError(f"{where}.predicts.among: {unknown[0]!r} is not a configuration of this sweep "
                           f"(configurations: {', '.join(configurations)})")
     return Claim(words, source, "relation", variables=tuple(pair), sign=predicts.get("sign", "positive"),
                  among=tuple(among))

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..models import LogSchema
+from ..families import LogSchema
 from ..rundir import RunDir
 
 SPIKE_K = 6.0  # a spike: farther than this many robust std (1.4826 MAD) from the rolling median,

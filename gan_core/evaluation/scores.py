@@ -12,14 +12,9 @@ import torch
 from torch import nn
 
 from ..config import EvalConfig
+from ..evaluators import COVERED_SHARE, KID_NO_SPREAD, SCORES  # noqa: F401 (the names, torch-free)
 
 BOOTSTRAP = 100  # resamples of a bootstrap interval
-COVERED_SHARE = 0.01  # a class counts as covered when at least 1 % of the samples fall in it
-# every score a run's evaluation reports, by key, with its name in reports
-SCORES = {"fd": "FD", "kid": "KID", "kid_std": "KID std", "precision": "precision", "recall": "recall",
-          "density": "density", "coverage": "coverage", "classes_covered": "classes covered",
-          "class_kl": "class KL (nats)", "conditional_accuracy": "conditional accuracy"}
-KID_NO_SPREAD = 1e-9  # a kid_std below this: every KID subset held all the samples (the rest is rounding)
 
 
 class FeaturePassThrough(nn.Module):

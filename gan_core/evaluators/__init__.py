@@ -19,6 +19,12 @@ VERSION = 3  # bump when the network or its training changes: scores of older ve
 SIZES = {"fashion-mnist": 28, "mnist": 28, "digits": 28, "cifar10": 32}
 # the data sets whose evaluator ships with the package, and the epochs it was trained for
 SHIPPED = {"fashion-mnist": 3, "digits": 40}
+COVERED_SHARE = 0.01  # a class counts as covered when at least 1 % of the samples fall in it
+# every score a run's evaluation reports, by key, with its name in reports
+SCORES = {"fd": "FD", "kid": "KID", "kid_std": "KID std", "precision": "precision", "recall": "recall",
+          "density": "density", "coverage": "coverage", "classes_covered": "classes covered",
+          "class_kl": "class KL (nats)", "conditional_accuracy": "conditional accuracy"}
+KID_NO_SPREAD = 1e-9  # a kid_std below this: every KID subset held all the samples (the rest is rounding)
 DISPLAY_NAMES = {"fashion-mnist": "Fashion-MNIST", "mnist": "MNIST", "digits": "digits", "cifar10": "CIFAR-10"}
 
 
@@ -81,6 +87,17 @@ def identity(config: Any) -> dict[str, str]:
     digest = shipped_digest(name)
     return {"version": f"{name}-v{VERSION} ({digest[:8]})", "id": f"{name}-v{VERSION}-{digest[:12]}",
             "source": "shipped with gan_core: the same weights on every machine"}
+
+
+def described(config: Any) -> str:
+    """The evaluator that scores ``config``'s samples, as every page names it."""
+    if config.data.name not in SIZES:
+        return f"none ({config.data.name} has no labelled evaluator)"
+    try:
+        found = identity(config)
+    except EvaluatorError as err:
+        return f"unavailable: {err}"
+    return f"{found['version']}, {found['source']}"
 
 
 def shipped_digest(name: str) -> str:

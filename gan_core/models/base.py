@@ -1,29 +1,36 @@
-"""What every model family is: the small interface the trainer, the scorer and the notebooks use.
+"""What every model family's implementation is: plain networks and the small interface the
+trainer, the scorer and the notebooks use.
 
-A family (a GAN of some networks, a diffusion model) owns its networks and optimizers and knows
-how one batch trains them, the way lucidrains' ``GaussianDiffusion.forward`` returns its loss
-so that its trainer is one line. The trainer, the evaluation and the reports call only:
+A family (a GAN of some networks, a diffusion model) owns its networks and knows how one batch
+trains them, the way lucidrains' ``GaussianDiffusion.forward`` returns its loss so that its
+trainer is one line. It owns no training machinery: optimizers, precision, gradient scaling,
+EMA and clipping are the trainer's step context (``training.step.StepContext``), which a
+family's ``training_step`` asks to step (``ctx.step("optim_d", loss)``). The trainer, the
+evaluation and the reports call only:
 
-    family.training_step(real, labels, step, progress) -> {log column: value}
+    family.training_step(real, labels, ctx) -> {log column: value}
     family.sample(n, labels=None, generator=None) -> images (n, C, H, W) in [-1, 1]
     family.generate(z, labels=None) -> images from given latents
-    family.state_dict() / family.load_state_dict(state)   (checkpoints)
+    family.state_dict() / family.load_state_dict(state)   (its networks, for checkpoints)
     family.describe() -> Description                       (the architecture report)
 
-Families register by ``model.arch`` in ``gan_core.models``.
+Its torch-free half, the spec (``family.spec``: settings, checks, log schema, reading), is
+``gan_core.families``; the registry there names each implementation.
 """
 from __future__ import annotations
 
 import copy
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from ..config import Config, ConfigError, OptimConfig, class_index
+from .. import families
+from ..config import Config, ConfigError, class_index
+from ..families import Description, LogSchema
 from .labels import LabelCode
 
 
@@ -44,12 +51,6 @@ def eval_mode(*modules: nn.Module) -> Iterator[None]:
 def count_parameters(module: nn.Module | None) -> int:
     """Number of trainable parameters (0 for None)."""
     return 0 if module is None else sum(p.numel() for p in module.parameters() if p.requires_grad)
-
-
-def make_optimizer(params, c: OptimConfig) -> torch.optim.Optimizer:
-    if c.name == "adam":
-        return torch.optim.Adam(params, lr=c.lr, betas=c.betas, eps=c.eps, weight_decay=c.weight_decay)
-    return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
 
 
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # x86 instructions that compute bf16 natively
@@ -74,32 +75,35 @@ def native_bf16(device: torch.device) -> tuple[bool, str]:
 
 
 class Precision:
-    """How a family computes: device, autocast dtype (None: fp32), memory format, and the gradient
-    scaler that fp16 needs (a no-op otherwise). ``note`` says what was picked and why."""
+    """Where and how a family computes: device, autocast dtype (None: fp32) and memory format.
+    ``note`` says what was picked and why."""
 
     def __init__(self, device: torch.device | str = "cpu", dtype: torch.dtype | None = None,
                  channels_last: bool = False, note: str = ""):
         self.device, self.dtype, self.channels_last = torch.device(device), dtype, channels_last
-        self.scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
         self.note = note or self.name
 
     @classmethod
-    def choose(cls, device: torch.device, precision: str, channels_last: bool | str) -> "Precision":
-        """``train.precision``/``train.channels_last`` for ``device``: ``auto`` is bf16 autocast +
-        channels_last where the device computes bf16 natively, fp32 elsewhere (never slower:
-        measured for every family in README, Performance)."""
+    def choose(cls, device: torch.device, precision: str, channels_last: bool | str,
+               family: families.Family | None = None) -> "Precision":
+        """``train.precision``/``train.channels_last`` for ``device``: ``auto`` is bf16 autocast
+        where the device computes bf16 natively, fp32 elsewhere; channels_last where the family
+        is measured faster with it (``Family.channels_last``: the convolutional GANs, in fp32 and
+        bf16 alike), never slower: README, Performance."""
         native, why = native_bf16(device)
+        reasons = []
         if precision == "auto":
             precision = "bf16" if native else "fp32"
-            reason = f"auto: {why}"
+            reasons.append(f"auto: {why}")
         elif precision == "bf16" and not native:
-            reason = f"{why}: emulated, expect it slower than fp32"
-        else:
-            reason = ""
-        if channels_last == "auto":  # measured faster with bf16 on such devices; fp32 keeps its layout
-            channels_last = native and precision == "bf16"
+            reasons.append(f"{why}: emulated, expect it slower than fp32")
+        if channels_last == "auto":
+            channels_last = family.channels_last if family is not None else native and precision == "bf16"
+            if family is not None:
+                reasons.append(f"channels_last auto: {'measured faster' if channels_last else 'slower'} for "
+                               f"{family.name}")
         chosen = cls(device, DTYPES[precision], bool(channels_last))
-        chosen.note = chosen.name + (f" ({reason})" if reason else "")
+        chosen.note = chosen.name + (f" ({'; '.join(reasons)})" if reasons else "")
         return chosen
 
     @property
@@ -126,77 +130,6 @@ class Precision:
         images = images.to(self.device, non_blocking=True)
         return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
 
-    def step(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
-        """One optimizer step on ``loss`` (scaled under fp16)."""
-        optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.scaler.step(optimizer)
-        self.scaler.update()
-
-
-class EMA:
-    """An exponential moving average of a network's weights: samples and scores come from it
-    when ``train.ema`` > 0 (Yazici et al. 2019, https://arxiv.org/abs/1806.04498). Warm-up as in
-    diffusers' EMAModel: early on the average follows the weights closely, so a short run does
-    not sample from weights still near their initialisation."""
-
-    def __init__(self, network: nn.Module, decay: float):
-        self.decay = decay
-        self.module = copy.deepcopy(network).eval().requires_grad_(False)
-
-    @torch.no_grad()
-    def update(self, network: nn.Module, step: int) -> None:
-        """Move the average towards ``network`` after its update at (0-based) ``step``."""
-        weight = 1.0 - min(self.decay, (1 + step) / (10 + step))
-        for averaged, current in zip(self.module.parameters(), network.parameters()):
-            averaged.lerp_(current, weight)
-        for averaged, current in zip(self.module.buffers(), network.buffers()):
-            averaged.copy_(current)  # BatchNorm statistics: the current ones
-
-
-@dataclass(frozen=True)
-class Panel:
-    """A figure of log columns in the loss analysis: its title, columns and y-axis label."""
-
-    title: str
-    columns: tuple[str, ...]
-    ylabel: str
-    probability: bool = False  # values in [0, 1]: drawn with the 0.5 line and a fixed range
-
-
-@dataclass(frozen=True)
-class LogSchema:
-    """The columns a family's ``training_step`` logs (log.csv, after epoch and step), their
-    names in reports, which of them are losses, and the further panels to plot."""
-
-    columns: tuple[str, ...]
-    labels: dict[str, str]
-    losses: tuple[str, ...]
-    panels: tuple[Panel, ...] = ()
-    last_epoch: tuple[str, ...] = ()  # columns summarised per run beside the losses (final_*)
-
-    def label(self, column: str) -> str:
-        return self.labels.get(column, column)
-
-
-@dataclass(frozen=True)
-class Network:
-    """One network of a family for the architecture report: layer rows (``layer_table``) and
-    the labels of its two ends."""
-
-    title: str
-    rows: list[dict[str, Any]]
-    input_label: str
-    output_label: str
-
-
-@dataclass(frozen=True)
-class Description:
-    """A family in words (markdown) and its networks, for the architecture report."""
-
-    text: str
-    networks: list[Network] = field(default_factory=list)
-
 
 @dataclass(frozen=True)
 class Gallery:
@@ -209,54 +142,46 @@ class Gallery:
 
 
 class ModelFamily:
-    """Base class of the model families; see the module docstring for the interface.
+    """Base class of the model families' implementations; see the module docstring.
 
     Args:
-        config: the resolved config; the only source of hyperparameters.
+        config: the resolved config; the only source of hyperparameters (its family's own
+            settings: ``config.family``).
         shape: (C, H, W) of the images.
         classes: the data set's class names in id order (a conditional model needs them).
         precision: device, autocast and memory format (default: fp32 on the CPU).
     """
 
-    archs: ClassVar[tuple[str, ...]] = ()  # the model.arch names this family builds
     # optimizer -> the network it trains; each optimizer's settings are the config section of its name
     optimized: ClassVar[dict[str, str]] = {"optim_g": "generator"}
 
     def __init__(self, config: Config, shape: Sequence[int], classes: Sequence[str] = (),
                  precision: Precision | None = None):
         self.config, self.shape, self.classes = config, tuple(shape), tuple(classes)
+        self.spec = families.family_of(config.model.arch)
         self.precision = precision or Precision()
         self.label = self._label_code() if config.model.conditional else None  # one-hot: no parameters
         self.networks = {key: self.precision.module(net) for key, net in self.build_networks().items()}
         self.generator = self.networks["generator"]
-        self.ema = EMA(self.generator, config.train.ema) if config.train.ema else None
-        self.optimizers = {key: make_optimizer(self.networks[net].parameters(), getattr(config, key))
-                           for key, net in self.optimized.items()}
+        self.averaged: nn.Module | None = None  # an average of the generator's weights (train.ema), samples come from it
 
     @property
     def state_keys(self) -> tuple[str, ...]:
-        """What a checkpoint of this family must hold."""
-        return (*self.networks, *self.optimizers)
+        """The networks a checkpoint of this family must hold."""
+        return tuple(self.networks)
 
     # --- what a family defines ------------------------------------------------------------
-    @classmethod
-    def check(cls, config: Config, source: str) -> None:
-        """Refuse settings this family cannot build (e.g. image sizes), naming ``source``."""
-
-    @classmethod
-    def log_schema(cls, config: Config) -> LogSchema:
-        raise NotImplementedError
-
     def build_networks(self) -> dict[str, nn.Module]:
         """The networks by checkpoint key; ``generator`` maps (z (B, latent_dim), classes (B,) |
         None) to images (B, C, H, W) in [-1, 1]."""
         raise NotImplementedError
 
-    def training_step(self, real: torch.Tensor, labels: torch.Tensor | None, step: int,
-                      progress: float) -> dict[str, torch.Tensor]:
-        """Train on one batch (B, C, H, W) (with its class ids (B,)); ``step`` is the 0-based
-        global step, ``progress`` the share of training done before it. Returns the values of
-        ``log_schema().columns`` as 0-d tensors on the device (no host synchronisation)."""
+    def training_step(self, real: torch.Tensor, labels: torch.Tensor | None, ctx: Any) -> dict[str, torch.Tensor]:
+        """Train on one batch (B, C, H, W) (with its class ids (B,)) through the trainer's step
+        context ``ctx`` (``ctx.step(optimizer, loss)``, ``ctx.autocast()``, ``ctx.batch(x)``,
+        ``ctx.index``: the 0-based global step, ``ctx.progress``: the share of training done).
+        Returns the values of the schema's columns as 0-d tensors on the device (no host
+        synchronisation)."""
         raise NotImplementedError
 
     def describe(self) -> Description:
@@ -281,10 +206,18 @@ class ModelFamily:
         return self.sampler
 
     # --- shared ---------------------------------------------------------------------------
+    def log_schema(self) -> LogSchema:
+        return self.spec.log_schema(self.config)
+
     @property
     def sampler(self) -> nn.Module:
-        """The network samples and scores come from: the weight average when train.ema is on."""
-        return self.ema.module if self.ema is not None else self.generator
+        """The network samples and scores come from: the weight average when there is one."""
+        return self.averaged if self.averaged is not None else self.generator
+
+    def average(self) -> nn.Module:
+        """A frozen copy of the generator for the trainer's weight average (``averaged``)."""
+        self.averaged = copy.deepcopy(self.generator).eval().requires_grad_(False)
+        return self.averaged
 
     def train(self) -> None:
         for network in self.networks.values():
@@ -341,27 +274,20 @@ class ModelFamily:
         return torch.full((n,), k, dtype=torch.long)
 
     def state_dict(self) -> dict[str, Any]:
-        """Networks, optimizers, EMA and scaler by checkpoint key."""
+        """Its networks (and the generator's average) by checkpoint key."""
         state = {key: net.state_dict() for key, net in self.networks.items()}
-        state.update({key: opt.state_dict() for key, opt in self.optimizers.items()})
-        state["scaler"] = self.precision.scaler.state_dict()
-        if self.ema is not None:
-            state["generator_ema"] = self.ema.module.state_dict()
+        if self.averaged is not None:
+            state["generator_ema"] = self.averaged.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any], sampling_only: bool = False) -> None:
-        """Load a checkpoint's state; ``sampling_only`` takes the generator (and its EMA) alone,
-        as an epoch snapshot holds them."""
+        """Load a checkpoint's networks; ``sampling_only`` takes the generator (and its average)
+        alone, as an epoch snapshot holds them."""
         for key, net in self.networks.items():
             if key == "generator" or not sampling_only:
                 net.load_state_dict(state[key])
-        if self.ema is not None:
-            self.ema.module.load_state_dict(state.get("generator_ema", state["generator"]))
-        if sampling_only:
-            return
-        for key, opt in self.optimizers.items():
-            opt.load_state_dict(state[key])
-        self.precision.scaler.load_state_dict(state.get("scaler", {}))
+        if "generator_ema" in state:
+            (self.averaged or self.average()).load_state_dict(state["generator_ema"])
 
     def _label_code(self) -> LabelCode:
         """Class bookkeeping of a conditional model: the names, the trained classes."""

@@ -12,27 +12,9 @@ import math
 import torch
 from torch import nn
 
-from ..config import Config, ConfigError
+from ..families.gan import SIZE_RULE, dcgan_base_size
 from .gan import GAN
 from .labels import LabelCode, with_code
-
-SIZE_RULE = "a size a DCGAN can build: 4·2^n or 7·2^n pixels with n >= 2, e.g. 28, 32, 64, 128 or 256"
-
-
-def dcgan_base_size(image_size: int) -> int | None:
-    """Spatial size of the DCGAN's first feature map (4 or 7), or None if it cannot build the size.
-
-    A DCGAN doubles the size per layer, so an image of 4·2^n or 7·2^n pixels (n >= 2) works:
-    28 (MNIST), 32, 64, 128, 256.
-    """
-    for base in (4, 7):
-        size = base * 4
-        while size < image_size:
-            size *= 2
-        if size == image_size:
-            return base
-    return None
-
 
 def _doublings(image_size: int) -> tuple[int, int]:
     base = dcgan_base_size(image_size)
@@ -91,20 +73,10 @@ class DCGANDiscriminator(nn.Module):
 
 
 class DCGAN(GAN):
-    """A DCGAN pair: transposed convolutions up from a 4x4 (or 7x7) map, a mirrored convolutional D."""
-
-    archs = ("dcgan",)
-
-    @classmethod
-    def check(cls, config: Config, source: str) -> None:
-        size, norm = config.data.image_size, config.model.d_norm
-        if dcgan_base_size(size) is None:
-            raise ConfigError(f"{source}: data.image_size must be {SIZE_RULE} with model.arch dcgan (got {size})")
-        if config.loss.kind == "wgan-gp" and norm == "batch":
-            raise ConfigError(f"{source}: model.d_norm must be layer or none with wgan-gp (BatchNorm mixes "
-                              f"samples, the penalty is per sample) (got {norm!r})")
+    """A DCGAN pair: transposed convolutions up from a 4x4 (or 7x7) map, a mirrored convolutional D;
+    its settings are the ``dcgan:`` section (``families.gan.DCGANSettings``)."""
 
     def build_pair(self, codes: list) -> tuple[nn.Module, nn.Module]:
-        m, (channels, size, _) = self.config.model, self.shape
-        return (DCGANGenerator(m.latent_dim, channels, size, m.ngf, codes[0]),
-                DCGANDiscriminator(channels, size, m.ndf, m.d_norm, codes[1]))
+        s, (channels, size, _) = self.config.family, self.shape
+        return (DCGANGenerator(self.config.model.latent_dim, channels, size, s.ngf, codes[0]),
+                DCGANDiscriminator(channels, size, s.ndf, s.d_norm, codes[1]))

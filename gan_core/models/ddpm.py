@@ -4,68 +4,54 @@ which is its latent. It has one network and uses ``optim_g``."""
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import torch
 from torch import nn
 
-from ..config import Config, ConfigError
-from .base import Description, Gallery, LogSchema, ModelFamily, Network, count_parameters, eval_mode
+from ..families import Description, Network
+from .base import Gallery, ModelFamily, count_parameters, eval_mode
 from .diffusion import DiffusionGenerator, diffusion_loss, make_schedule
 from .summary import layer_table
 from .unet import UNet
 
-LOSS_LABEL = "denoising loss (MSE of the noise)"
-
 
 class DDPM(ModelFamily):
-    archs = ("ddpm",)
+    """Its settings are the ``diffusion:`` section (``families.ddpm.DiffusionSettings``)."""
+
     latent_note = ("Diffusion model: latents are start noises x_T of one number per pixel, denoised with DDIM "
                    "(eta 0), which makes the image a function of x_T alone.")
 
-    @classmethod
-    def check(cls, config: Config, source: str) -> None:
-        size, mults = config.data.image_size, config.diffusion.width_mults
-        if size % 2 ** (len(mults) - 1):
-            raise ConfigError(f"{source}: diffusion.width_mults must allow halving data.image_size = {size} "
-                              f"{len(mults) - 1} times with model.arch ddpm (got {list(mults)})")
-
-    @classmethod
-    def log_schema(cls, config: Config) -> LogSchema:
-        return LogSchema(("loss",), {"loss": LOSS_LABEL}, ("loss",))
-
     def build_networks(self) -> dict[str, nn.Module]:
-        d, (channels, size, _) = self.config.diffusion, self.shape
+        d, (channels, size, _) = self.config.family, self.shape
         classes = len(self.label.names) if self.label is not None else 0  # the U-Net embeds the class itself
         unet = UNet(channels, size, d.base_width, d.width_mults, classes, d.dropout, d.attention)
         eta = d.eta if d.eta is not None else float(d.sample_steps in (None, d.timesteps))
         return {"generator": DiffusionGenerator(unet, make_schedule(d.schedule, d.timesteps), self.shape,
                                                 d.sample_steps, eta, d.guidance, self.config.train.seed, self.label)}
 
-    def training_step(self, real: torch.Tensor, labels: torch.Tensor | None, step: int,
-                      progress: float) -> dict[str, torch.Tensor]:
+    def training_step(self, real: torch.Tensor, labels: torch.Tensor | None, ctx: Any) -> dict[str, torch.Tensor]:
         """One step on the noise-prediction MSE; logs the loss."""
-        real = self.precision.batch(real)
-        y = None if self.label is None else labels.to(self.precision.device, non_blocking=True)
-        with self.precision.autocast():
+        real = ctx.batch(real)
+        y = None if self.label is None else labels.to(ctx.device, non_blocking=True)
+        with ctx.autocast():
             loss = diffusion_loss(self.generator.unet, self.generator.schedule, real, y,
-                                  self.config.diffusion.p_uncond).float()
-        self.precision.step(self.optimizers["optim_g"], loss)
-        if self.ema is not None:
-            self.ema.update(self.generator, step)
+                                  self.config.family.p_uncond).float()
+        ctx.step("optim_g", loss)
         return {"loss": loss.detach()}
 
     def _sampling(self) -> str:
-        d, steps = self.config.diffusion, self.generator.steps
+        d, steps = self.config.family, self.generator.steps
         return (f"all {d.timesteps} steps (ancestral DDPM)" if steps in (None, d.timesteps)
                 else f"DDIM with {steps} of the {d.timesteps} steps, eta {self.generator.eta:g}")
 
     def summary(self) -> str:
-        d = self.config.diffusion
+        d = self.config.family
         return (f"ddpm U-Net {count_parameters(self.generator):,} params | T {d.timesteps} {d.schedule}, "
                 f"{self.generator.steps or d.timesteps} sampling steps")
 
     def describe(self) -> Description:
-        d, shape = self.config.diffusion, "x".join(map(str, self.shape))
+        d, shape = self.config.family, "x".join(map(str, self.shape))
         text = (f"**U-Net** {count_parameters(self.generator):,} parameters: it predicts the noise in a noised "
                 f"image x_t of {shape} at timestep t of T = {d.timesteps} ({d.schedule} schedule), and is trained "
                 f"on the mean squared error to the true noise (Ho et al. 2020). Sampling: {self._sampling()}.")
@@ -93,6 +79,6 @@ class DDPM(ModelFamily):
         y = self.default_labels(6)
         with torch.no_grad(), eval_mode(self.sampler):
             _, frames = self.sampler(z, None if y is None else y.to(z.device), trajectory=10)  # (10, 6, C, H, W)
-        steps = self.generator.steps or self.config.diffusion.timesteps
+        steps = self.generator.steps or self.config.family.timesteps
         return [Gallery("Reverse process", f"From noise (left) to image (right): {steps} denoising steps, "
                         f"{len(frames)} shown.", frames.transpose(0, 1).flatten(0, 1).float().cpu(), len(frames))]

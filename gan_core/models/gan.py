@@ -1,38 +1,30 @@
 """The GAN family: a generator and a discriminator trained against each other.
 
 Per step (Goodfellow et al. 2014; pytorch/examples dcgan): one generator pass, a D step on the
-real batch and the detached fake batch, then a G step on the same fake batch through the
-updated D (every ``train.n_critic``-th D step). A conditional GAN makes its fakes of the real
-batch's classes and D judges each image with its class. Subclasses (DCGAN, MLP GAN) choose
-the two networks and the image sizes they can build.
+real batch and the detached fake batch (with the R1 penalty on real images every
+``loss.r1_every`` D steps when ``loss.r1`` is set), then a G step on the same fake batch through
+the updated D (every ``train.n_critic``-th D step). A conditional GAN makes its fakes of the
+real batch's classes and D judges each image with its class. Subclasses (DCGAN, MLP GAN) build
+the two networks; their torch-free specs (settings, sizes, log columns) are ``families.gan``.
 """
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from ..config import Config
-from .base import Description, LogSchema, ModelFamily, Network, Panel, count_parameters
-from .losses import GANLoss, gradient_penalty
-from .summary import format_shape, layer_table
-
-# the columns of a GAN's log.csv, in order: see GAN.training_step
-GAN_COLUMNS = ("loss_d", "loss_g", "d_real", "d_fake", "d_fake_g", "acc_real", "acc_fake")
-GAN_LABELS = {"loss_d": "D loss", "loss_g": "G loss", "d_real": "D(x), real", "d_fake": "D(G(z)), D step",
-              "d_fake_g": "D(G(z)), G step", "acc_real": "real accuracy", "acc_fake": "fake accuracy"}
-# WGAN-GP's D is a critic: its output is a score, not a probability, and its loss estimates
-# minus the Wasserstein distance (plus the gradient penalty)
-CRITIC_LABELS = {"loss_d": "critic loss", "d_real": "σ(critic(x)), real",
-                 "d_fake": "σ(critic(G(z))), critic step", "d_fake_g": "σ(critic(G(z))), G step"}
+from ..families import Description, Network, format_shape
+from ..families.gan import GAN_COLUMNS
+from .base import ModelFamily, count_parameters
+from .losses import GANLoss, gradient_penalty, r1_penalty
+from .summary import layer_table
 
 
 class GAN(ModelFamily):
     """A generator G and a discriminator (or critic) D; subclasses build the two networks."""
 
     optimized: ClassVar[dict[str, str]] = {"optim_g": "generator", "optim_d": "discriminator"}
-    kind: ClassVar[str] = "GAN"  # the networks' name in reports, e.g. "DCGAN"
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -48,39 +40,28 @@ class GAN(ModelFamily):
         g, d = self.build_pair(self.label_codes(2))
         g.apply(dcgan_init)  # N(0, 0.02), for the MLP too, as the DCGAN paper does for all its models
         d.apply(dcgan_init)
+        if getattr(self.config.family, "spectral_norm", False):
+            d.apply(spectral_norm)
         return {"generator": g, "discriminator": d}
 
-    @classmethod
-    def log_schema(cls, config: Config) -> LogSchema:
-        critic = config.loss.kind == "wgan-gp"
-        labels = {**GAN_LABELS, **CRITIC_LABELS} if critic else GAN_LABELS
-        outputs = Panel("What the critic says" if critic else "What D says", ("d_real", "d_fake", "d_fake_g"),
-                        "sigmoid of the critic's score" if critic else "D output (probability)", probability=True)
-        accuracy = Panel("D accuracy", ("acc_real", "acc_fake"), "accuracy", probability=True)
-        return LogSchema(GAN_COLUMNS, labels, ("loss_d", "loss_g"), (outputs, accuracy),
-                         last_epoch=("acc_real", "acc_fake"))
-
     # --- one step ---------------------------------------------------------------------------
-    def training_step(self, real: torch.Tensor, labels: torch.Tensor | None, step: int,
-                      progress: float) -> dict[str, torch.Tensor]:
+    def training_step(self, real: torch.Tensor, labels: torch.Tensor | None, ctx: Any) -> dict[str, torch.Tensor]:
         """One D step, then (every ``train.n_critic``-th step) a G step on the same fakes.
 
         Logged: loss_d, loss_g, D(x), D(G(z)) in the D step and in the G step (pytorch/examples'
         D_G_z1 / D_G_z2), D's accuracy on real and on fake images. With n_critic > 1 the G
         values are those of the latest G step.
         """
-        real = self.precision.batch(real)
-        y = None if self.label is None else labels.to(self.precision.device, non_blocking=True)
-        g_step = (step + 1) % self.config.train.n_critic == 0
-        z = torch.randn(real.shape[0], self.latent_dim, device=self.precision.device)
-        with self.precision.autocast(), torch.set_grad_enabled(g_step):
+        real = ctx.batch(real)
+        y = None if self.label is None else labels.to(ctx.device, non_blocking=True)
+        g_step = (ctx.index + 1) % self.config.train.n_critic == 0
+        z = torch.randn(real.shape[0], self.latent_dim, device=ctx.device)
+        with ctx.autocast(), torch.set_grad_enabled(g_step):
             fake = self.generator(z, y)
-        noise = self._instance_noise(progress)
-        loss_d, real_logits, fake_logits = self._d_step(real, fake.detach(), y, noise)
+        noise = self._instance_noise(ctx.progress)
+        loss_d, real_logits, fake_logits = self._d_step(real, fake.detach(), y, noise, ctx)
         if g_step:
-            self._g_stats = self._g_step(fake, y, noise)
-            if self.ema is not None:
-                self.ema.update(self.generator, step)
+            self._g_stats = self._g_step(fake, y, noise, ctx)
         with torch.no_grad():
             p_real, p_fake = self.loss.prob(real_logits), self.loss.prob(fake_logits)
             values = (loss_d.detach(), self._g_stats[0], p_real.mean(), p_fake.mean(), self._g_stats[1],
@@ -88,25 +69,31 @@ class GAN(ModelFamily):
         return dict(zip(GAN_COLUMNS, values))
 
     def _d_step(self, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor | None,
-                noise: float) -> tuple[torch.Tensor, ...]:
+                noise: float, ctx: Any) -> tuple[torch.Tensor, ...]:
         real, fake = _noised(real, noise), _noised(fake, noise)
-        with self.precision.autocast():
+        loss = self.config.loss
+        r1 = loss.r1 > 0 and ctx.index % loss.r1_every == 0  # lazy R1: every r1_every steps, scaled to match
+        if r1:
+            real = real.detach().requires_grad_(True)
+        with ctx.autocast():
             real_logits = self.discriminator(real, y).float()
             fake_logits = self.discriminator(fake, y).float()
             loss_d = self.loss.d_loss(real_logits, fake_logits)
-        if self.config.loss.kind == "wgan-gp":
-            penalty = gradient_penalty(lambda x: self.discriminator(x, y), real, fake)
-            loss_d = loss_d + self.config.loss.gp_weight * penalty
-        self.precision.step(self.optimizers["optim_d"], loss_d)
+        total = loss_d
+        if loss.kind == "wgan-gp":
+            total = total + loss.gp_weight * gradient_penalty(lambda x: self.discriminator(x, y), real, fake)
+        if r1:
+            total = total + loss.r1 / 2 * loss.r1_every * r1_penalty(real_logits, real)
+        ctx.step("optim_d", total)
         return loss_d, real_logits.detach(), fake_logits.detach()
 
-    def _g_step(self, fake: torch.Tensor, y: torch.Tensor | None, noise: float) -> torch.Tensor:
+    def _g_step(self, fake: torch.Tensor, y: torch.Tensor | None, noise: float, ctx: Any) -> torch.Tensor:
         """G step through the updated D; returns (2,): loss_g and D(G(z))."""
         self.discriminator.requires_grad_(False)  # G's gradient flows through D; D's own are not needed
-        with self.precision.autocast():
+        with ctx.autocast():
             fake_logits = self.discriminator(_noised(fake, noise), y).float()
             loss_g = self.loss.g_loss(fake_logits)
-        self.precision.step(self.optimizers["optim_g"], loss_g)
+        ctx.step("optim_g", loss_g)
         self.discriminator.requires_grad_(True)
         return torch.stack([loss_g.detach(), self.loss.prob(fake_logits.detach()).mean()])
 
@@ -129,9 +116,11 @@ class GAN(ModelFamily):
         return "critic" if self.config.loss.kind == "wgan-gp" else "discriminator"
 
     def summary(self) -> str:
-        m = self.config.model
+        m, loss = self.config.model, self.config.loss
+        extras = [*(["spectral norm"] if getattr(self.config.family, "spectral_norm", False) else []),
+                  *([f"R1 {loss.r1:g}"] if loss.r1 else [])]
         return (f"{m.arch} G {count_parameters(self.generator):,} D {count_parameters(self.discriminator):,} "
-                f"params, z {m.latent_dim} | {self.config.loss.kind}")
+                f"params, z {m.latent_dim} | {loss.kind}{''.join(f', {e}' for e in extras)}")
 
     def describe(self) -> Description:
         m, d_name = self.config.model, self._d_name()
@@ -152,6 +141,13 @@ class GAN(ModelFamily):
         return Description(text, [
             Network("Generator", g_rows, f"z  ({m.latent_dim}){code}", image),
             Network(d_name.capitalize(), d_rows, image + code, "logit  (losses work on logits)")])
+
+
+def spectral_norm(module: nn.Module) -> None:
+    """Spectral normalization of a convolution's or linear layer's weight (Miyato et al. 2018,
+    https://arxiv.org/abs/1802.05957): D's Lipschitz constant bounded layer by layer."""
+    if isinstance(module, (nn.Conv2d, nn.Linear)):
+        nn.utils.parametrizations.spectral_norm(module)
 
 
 def dcgan_init(module: nn.Module) -> None:

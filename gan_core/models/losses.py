@@ -46,6 +46,13 @@ class GANLoss:
         return logits if self.kind == "mse" else torch.sigmoid(logits)
 
 
+def r1_penalty(real_logits: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """R1 (Mescheder et al. 2018, https://arxiv.org/abs/1801.04406): E[||grad_x D(x)||^2] on real
+    images (B, ...) that require grad, from D's logits (B,) on them; kept in the graph."""
+    grad, = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
+    return grad.flatten(1).square().sum(1).mean()
+
+
 def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     """WGAN-GP's penalty (Gulrajani et al. 2017, https://arxiv.org/abs/1704.00028):
     E[(||grad_x critic(x)||_2 - 1)^2] on random interpolates x of real and fake images (B, ...)."""

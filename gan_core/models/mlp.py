@@ -53,11 +53,10 @@ class MLPDiscriminator(nn.Module):
 
 
 class MLPGAN(GAN):
-    """A fully connected pair; it builds any image size (digits at their native 8x8 included)."""
-
-    archs = ("mlp",)
+    """A fully connected pair; it builds any image size (digits at their native 8x8 included).
+    Its settings are the ``mlp:`` section (``families.gan.MLPSettings``)."""
 
     def build_pair(self, codes: list) -> tuple[nn.Module, nn.Module]:
-        m = self.config.model
-        return (MLPGenerator(m.latent_dim, self.shape, m.g_hidden, codes[0]),
-                MLPDiscriminator(self.shape, m.d_hidden, m.d_dropout, codes[1]))
+        s = self.config.family
+        return (MLPGenerator(self.config.model.latent_dim, self.shape, s.g_hidden, codes[0]),
+                MLPDiscriminator(self.shape, s.d_hidden, s.d_dropout, codes[1]))

@@ -76,8 +76,3 @@ def _detail(module: nn.Module) -> str:
     if isinstance(module, nn.Linear):
         return f"Linear {module.in_features}→{module.out_features}"
     return name
-
-
-def format_shape(shape: tuple[int, ...]) -> str:
-    """``(128, 14, 14)`` -> ``128×14×14``; a scalar per sample -> ``1``."""
-    return "×".join(map(str, shape)) or "1"

@@ -32,7 +32,7 @@ from ..reporting import html as report
 from ..rundir import RunDir, SweepDir, unwritable, write_json
 from . import executors
 from .job import Job, execute_notebook, pdf as print_pdf, started_kernel
-from .sweep import NOTEBOOKS, SUMMARY_NOTEBOOK, Run, Sweep, data_size, run_key, settings
+from .sweep import NOTEBOOKS, SUMMARY_NOTEBOOK, Run, Sweep, check_data_sizes, data_size, run_key, settings
 
 
 def prepare_run(run: Run, sweep: Sweep, sweep_dir: Path, threads: int, force: bool,
@@ -118,6 +118,7 @@ def preflight(sweep: Sweep, runs: list[Run], out: Path, pdf: bool, engine: execu
         for run in runs:
             if isinstance(problem := data_size(run.config), str):
                 raise ConfigError(f"{sweep.path} (run {run.name}): {problem}")
+    check_data_sizes(sweep.path, runs)
     if problem := unwritable(out, REPORTS_MB):
         raise ConfigError(f"--out {out}: {problem}; choose another folder with --out")
     for run in runs:

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import config as config_lib
-from .. import models
+from .. import families
 from ..analysis import claims as claims_lib
 from ..analysis.claims import CHECKPOINT_SCORES, Claim
 from ..analysis.comparison import SCORE_DIRECTIONS
@@ -118,7 +118,7 @@ def load_sweep(path: str | Path, quick: bool = False, overrides: dict[str, Any] 
         for seed in seeds or [None]:
             name, seeded = ((configuration.name, configuration.overrides) if seed is None else
                             (f"{configuration.name}-s{seed}", {**configuration.overrides, "train.seed": seed}))
-            config = models.check(base.replace({**seeded, **overrides}, f"{path} (run {name})"), f"{path} (run {name})")
+            config = base.replace({**seeded, **overrides}, f"{path} (run {name})")
             runs.append(Run(name, seeded, config, configuration.name, seed, configuration.variant,
                             configuration.reference))
     for run in runs:
@@ -126,7 +126,6 @@ def load_sweep(path: str | Path, quick: bool = False, overrides: dict[str, Any] 
             raise ConfigError(f"{path}: run name {run.name!r} is not a safe folder name (letters, digits, "
                               f"'.', '_', '-', '+', '=', starting with a letter or digit, at most 100 characters; "
                               f"rename the variant or the grid value)")
-    _check_data_sizes(path, runs)
     for run in runs:
         config_lib.check_installed(run.config, f"{path} (run {run.name})")
     if len({r.name for r in runs}) != len(runs):
@@ -148,7 +147,7 @@ def load_sweep(path: str | Path, quick: bool = False, overrides: dict[str, Any] 
 
 def _claims(path: Path, raw: dict[str, Any], runs: list[Run]) -> list[Claim]:
     """The sweep's ``claims:``, their configurations, scores and logged values checked."""
-    schemas = {id(s): s for s in (models.log_schema(r.config) for r in runs)}.values()
+    schemas = [families.family_of(r.config.model.arch).log_schema(r.config) for r in runs]
     losses = {k for s in schemas for k in s.losses}
     scores = {*SCORE_DIRECTIONS, *(f"{p}_{k}" for p in ("final", "mean") for k in losses)}
     variables = {*CHECKPOINT_SCORES, *(k for s in schemas for k in s.columns)}
@@ -190,11 +189,11 @@ def data_size(config: Config) -> int | str:
     return _DATA_SIZES[config.data]
 
 
-def _check_data_sizes(path: Path, runs: list[Run]) -> None:
+def check_data_sizes(path: Path, runs: list[Run]) -> None:
     """Refuse a run whose batch is larger than its data (after data.subset and data.classes),
-    which would train no step: each distinct data section is counted once, here, before any run.
-    Data that does not load here is refused by the runner for local runs (``runner.preflight``);
-    on other machines it may be there."""
+    which would train no step: each distinct data section is counted once, before any run
+    (``runner.preflight``). Data that does not load here is refused there for local runs; on
+    other machines it may be there."""
     for run in runs:
         size, data = data_size(run.config), run.config.data
         if isinstance(size, int) and run.config.train.batch_size > size:

@@ -12,8 +12,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch
 from pandas.io.formats.style import Styler
 
-from ..models.base import Network
-from ..models.summary import format_shape
+from ..families import Network, format_shape
 from .tables import readable
 
 BOX_HEIGHT = 0.62  # in node spacings: the rest of each spacing is the arrow

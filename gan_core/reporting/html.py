@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import datetime
 import html
+import importlib.metadata
+import sys
 import json
 import os
 import platform
@@ -16,11 +18,11 @@ from typing import Any
 import yaml
 
 from .. import __version__
-from .. import config as config_lib
 from ..config import Config
 from .. import evaluators
-from ..paths import notebook_path, shown, work_path
+from ..paths import shown
 from ..rundir import RunDir, temporary_beside, write_atomic
+from . import workspace
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 HIDDEN_CELL_TAGS = ("parameters", "injected-parameters")  # the config header states the real values
@@ -43,27 +45,13 @@ def git_commit() -> str:
 
 def provenance() -> dict[str, str]:
     """Versions, commit, machine and time, as recorded at the top of every report."""
-    import numpy
-    import torch
-    import torchvision
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or "cpu"
-    return {
-        "gan_core": __version__, "commit": git_commit(), "python": platform.python_version(),
-        "torch": torch.__version__, "torchvision": torchvision.__version__, "numpy": numpy.__version__,
+    versions = {name: importlib.metadata.version(name) for name in ("torch", "torchvision", "numpy")}
+    torch = sys.modules.get("torch")  # the device, when torch is loaded already (a report of a run); never loaded here
+    device = torch.cuda.get_device_name(0) if torch and torch.cuda.is_available() else platform.processor() or "cpu"
+    return {"gan_core": __version__, "commit": git_commit(), "python": platform.python_version(), **versions,
         "device": device,
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
     }
-
-
-def evaluator_version(config: Config) -> str:
-    """The evaluator that scores ``config``'s samples, as every page names it."""
-    if config.data.name not in evaluators.SIZES:
-        return f"none ({config.data.name} has no labelled evaluator)"
-    try:
-        identity = evaluators.identity(config)
-    except evaluators.EvaluatorError as err:
-        return f"unavailable: {err}"
-    return f"{identity['version']}, {identity['source']}"
 
 
 def header_html(config: Config, run_dir: str | Path) -> str:
@@ -72,7 +60,7 @@ def header_html(config: Config, run_dir: str | Path) -> str:
     training = RunDir(run_dir).read_metrics().get("training", {})
     facts = {"run": Path(run_dir).name, "seed": config.train.seed,
              **{k: training[k] for k in ("precision", "threads") if k in training},
-             "evaluator": evaluator_version(config), **provenance()}
+             "evaluator": evaluators.described(config), **provenance()}
     shown_config = config.to_dict()
     for section, key in (("data", "root"), ("eval", "cache_dir")):  # no path of the machine on a page
         if shown_config[section][key] and not str(shown_config[section][key]).startswith("~"):
@@ -82,14 +70,19 @@ def header_html(config: Config, run_dir: str | Path) -> str:
             f"<pre class='config'>{text}</pre></details>")
 
 
-def open_run(config_path: str | Path, run_dir: str | Path) -> tuple[Config, RunDir]:
-    """Load a notebook's config and show the report header; the first call of every notebook.
-    Relative paths are relative to the folder the notebook runs in (``paths.work_path``)."""
-    from IPython.display import HTML, display
-    config_path, run_dir = notebook_path(config_path), work_path(run_dir)
-    config = config_lib.load(config_path)
-    display(HTML(header_html(config, run_dir)))
-    return config, RunDir(run_dir)
+def open_run(run_dir: str = "", config_path: str = "", trained: bool = True) -> tuple[Config, RunDir]:
+    """The first call of every notebook: the run it shows (``workspace.choose``: the one its
+    parameters name, else the main job's first run, else the lab run) and its config; shows
+    which run that is (for the defaults) and the report header. ``trained``: the notebook reads
+    a finished training (a cheap check of the run's files: ``RunDir.require_trained``)."""
+    from IPython.display import HTML, Markdown, display
+    chosen = workspace.choose(run_dir, config_path, train_missing=trained)
+    if not run_dir:
+        display(Markdown(chosen.note))
+    if trained:
+        chosen.run.require_trained()
+    display(HTML(header_html(chosen.config, chosen.run.root)))
+    return chosen.config, chosen.run
 
 
 def render_html(notebook: Path, out: Path, code: bool = False) -> Path:

@@ -13,12 +13,12 @@ import yaml
 from pandas.io.formats.style import Styler
 
 from .. import config as config_lib
+from .. import evaluators
 from ..config import RUNTIME_KEYS
-from .. import models
 from ..analysis import comparison
 from ..analysis.losses import load_log, per_epoch
 from ..rundir import RunDir, SweepDir
-from .html import evaluator_version, facts_table, provenance
+from .html import facts_table, provenance
 from .tables import label, number, readable
 
 HIDDEN_INDEX_COLUMNS = ("error", "images_per_s", "kid", "fd_floor", "variant", "reference", "classes_in_data",
@@ -172,10 +172,10 @@ document.querySelectorAll("table.sortable th").forEach(th => { th.style.cursor =
 
 
 def log_labels(sweep_dir: str | Path, table: pd.DataFrame) -> dict[str, str]:
-    """The labels of every logged column of the sweep's runs (``LogSchema.labels``), e.g. loss_d: D loss."""
-    configs = [Path(sweep_dir) / name / "config.yaml" for name in table["run"]]
-    return {k: v for path in configs if path.exists()
-            for k, v in models.log_schema(config_lib.load(path)).labels.items()}
+    """The labels of every logged column of the sweep's runs (``LogSchema.labels``, from each
+    run's family.json), e.g. loss_d: D loss."""
+    runs = [RunDir(Path(sweep_dir) / name) for name in table["run"]]
+    return {k: v for run in runs if run.family_file.exists() for k, v in run.schema().labels.items()}
 
 
 def configurations_table(configurations: pd.DataFrame, runs: pd.DataFrame) -> Styler:
@@ -227,7 +227,7 @@ def sweep_header_html(sweep_dir: str | Path) -> str:
     configs = sorted(Path(sweep_dir).glob("*/config.yaml"))
     facts = {"sweep file": info.get("sweep", "-"), "base config": info.get("base", "-"),
              "folder": Path(sweep_dir).name,  # no path of the machine that built it
-             **({"evaluator": evaluator_version(config_lib.load(configs[0]))} if configs else {}), **provenance()}
+             **({"evaluator": evaluators.described(config_lib.load(configs[0]))} if configs else {}), **provenance()}
     return facts_table(facts)
 
 
@@ -253,8 +253,8 @@ def seed_curves(sweep_dir: str | Path, table: pd.DataFrame) -> dict[str, pd.Data
     for row in table[table["status"] == "ok"].itertuples():
         run = RunDir(Path(sweep_dir) / row.run)
         who = {"configuration": row.configuration, "seed": row.seed}
-        if run.log.exists() and run.config.exists():
-            schema = models.log_schema(config_lib.load(run.config))
+        if run.log.exists() and run.family_file.exists():
+            schema = run.schema()
             epochs = per_epoch(load_log(run, schema))[list(schema.columns)].reset_index()
             losses.append(epochs.assign(**who))
         evaluation = run.read_metrics().get("evaluation", {})

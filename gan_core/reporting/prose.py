@@ -1,96 +1,54 @@
-"""What the figures say, in sentences: the losses of a run and its scores.
-
-The thresholds below are for losses on logits as in ``models.losses`` (BCE, least squares,
-hinge); D's outputs are probabilities for every loss.
-"""
+"""What the figures say, in sentences: the losses of a run and its scores. What a family's
+losses mean beyond trends and spikes (who wins in a GAN) is the family's own reading
+(``families.Family.reading``); nothing here branches on the family."""
 from __future__ import annotations
 
 from typing import Any
 
-from ..evaluation.scores import COVERED_SHARE, KID_NO_SPREAD
-from ..models import LogSchema
+from .. import families
+from ..evaluators import COVERED_SHARE, KID_NO_SPREAD
+from ..families import LogSchema
 
 MIN_ROWS = 20  # fewer log rows than this: too short to speak of trends
-D_WINS_LOSS = 0.1  # mean D loss below this (BCE at chance is 2 ln 2 = 1.39): D classifies all but perfectly
-D_WINS_PROB = 0.1  # D(x) > 1 - this and D(G(z)) < this: D separates real from fake
-G_FOOLS_PROB = 0.9  # D(G(z)) in the G step above this: D no longer tells fakes apart
-CHANCE_PROB = 0.1  # D(x) and D(G(z)) both within this of 0.5: D at chance
 RISE_REL, RISE_NOISE = 0.2, 1.0  # a steady rise: fitted rise > 20 % of the level and > 1 std of the residuals
 SWING_REL = 0.15  # smoothed loss wandering by more than 15 % of its level: oscillation
 
 
-def loss_reading(stats: dict[str, float], schema: LogSchema, loss: str = "bce") -> list[str]:
+def loss_reading(stats: dict[str, float], schema: LogSchema, config: Any) -> list[str]:
     """Short sentences that interpret ``analysis.losses.loss_stats`` of a run whose log has
-    ``schema``, trained with the loss ``loss`` (config.loss.kind); thresholds are the constants
-    atop this module."""
+    ``schema``, trained with ``config`` (its family reads what is its own); thresholds are the
+    constants atop this module."""
+    family = families.family_of(config.model.arch)
     share = f"the last {stats['tail']:.0%} of steps"
     said = [f"the log holds {stats['nonfinite']} rows of non-finite losses: training diverged"] \
         if stats["nonfinite"] else []
     if stats["rows"] < MIN_ROWS:
         return said + [f"only {stats['rows']} log rows: too short to judge trends "
                        "(log more often or train longer)"]
-    if loss == "wgan-gp" and "mean_loss_d" in stats:  # a critic's loss has no "chance" level; its negative estimates W
-        said.append(f"critic loss {stats['mean_loss_d']:.3g} over {share}: minus the critic's estimate of the "
-                    "Wasserstein distance (plus the gradient penalty); it should approach 0 from below as G improves")
-    elif "mean_loss_d" in stats:  # a GAN (a diffusion model has one loss and no adversary)
-        said += _balance_sentences(stats)
-    said += _trend_sentences(stats, share, loss)
-    spikes = {key: stats[f"spikes_{key}"] for key in ("loss", "loss_d", "loss_g") if stats.get(f"spikes_{key}")}
+    said += family.reading(stats, schema, config) + _trend_sentences(stats, share, schema, family, config)
+    spikes = {key: stats[f"spikes_{key}"] for key in schema.losses if stats.get(f"spikes_{key}")}
     if spikes:
         counts = " and ".join(f"{n} in {schema.label(key)}" for key, n in spikes.items())
         said.append(f"spikes: {counts} (beyond {stats['spike_k']:g} robust std of the rolling median): "
                     "unstable updates")
-    if "mean_loss" in stats:
-        return said or [f"no warning signs: over {share} the denoising loss is steady, without trend or spikes"]
-    return said or [f"no warning signs: over {share} the losses are steady, without trend or spikes, "
-                    "and D neither wins nor gives up"]
+    return said or [family.steady(share)]
 
 
-def _balance_sentences(stats: dict[str, float]) -> list[str]:
-    """Who wins: from the D loss level and D's outputs over the tail."""
-    d, real, fake = stats["mean_loss_d"], stats["mean_d_real"], stats["mean_d_fake"]
+def _trend_sentences(stats: dict[str, float], share: str, schema: LogSchema, family: families.Family,
+                     config: Any) -> list[str]:
     said = []
-    if d < D_WINS_LOSS:
-        said.append(f"D loss fell to ~0 ({d:.2g}): the discriminator wins; G's gradients vanish, "
-                    "so expect little further progress and check the samples for collapse")
-    elif real > 1 - D_WINS_PROB and fake < D_WINS_PROB:
-        said.append(f"D separates real from fake (D(x) ≈ {real:.2f}, D(G(z)) ≈ {fake:.2f}): "
-                    "the discriminator wins")
-    elif abs(real - 0.5) < CHANCE_PROB and abs(fake - 0.5) < CHANCE_PROB:
-        said.append(f"D is near chance (D(x) ≈ {real:.2f}, D(G(z)) ≈ {fake:.2f}): the ideal "
-                    "equilibrium, or a D that stopped learning; judge by the samples")
-    if stats["mean_d_fake_g"] > G_FOOLS_PROB:
-        said.append(f"D(G(z)) ≈ {stats['mean_d_fake_g']:.2f} in the G step: G fools D entirely; "
-                    "D may be too weak")
-    return said
-
-
-def _trend_sentences(stats: dict[str, float], share: str, loss: str) -> list[str]:
-    d_name = "critic" if loss == "wgan-gp" else "D"
-    names = {key: name for key, name in (("loss_g", "G"), ("loss_d", d_name), ("loss", "denoising"))
-             if f"mean_{key}" in stats}
-    said = []
-    for key, name in names.items():
+    for key in schema.losses:
         level, rise = max(abs(stats[f"mean_{key}"]), 0.1), stats[f"rise_{key}"]
         if abs(rise) > RISE_REL * level and abs(rise) > RISE_NOISE * stats[f"noise_{key}"]:
             way = "rising" if rise > 0 else "falling"
-            said.append(f"{name} loss {way} steadily ({rise:+.2f} over {share})" + _trend_meaning(key, rise, d_name))
-    swinging = [name for key, name in sorted(names.items())
+            said.append(f"{schema.label(key)} {way} steadily ({rise:+.2f} over {share})"
+                        + family.trend_meaning(key, rise, config))
+    swinging = [schema.label(key) for key in sorted(schema.losses)
                 if stats[f"swing_{key}"] > SWING_REL * max(abs(stats[f"mean_{key}"]), 0.1)]
     if swinging:
-        said.append(f"losses oscillate without settling ({' and '.join(swinging)} loss, smoothed, "
+        said.append(f"losses oscillate without settling ({' and '.join(swinging)}, smoothed, "
                     f"swing by more than {SWING_REL:.0%} of their level over {share})")
     return said
-
-
-def _trend_meaning(key: str, rise: float, d_name: str) -> str:
-    if key == "loss_g" and rise > 0:
-        return f": {d_name} is overpowering G"
-    if key == "loss_d" and rise > 0:
-        return f": G is catching up with {d_name}"
-    if key == "loss" and rise > 0:
-        return ": training is diverging, try a lower learning rate"
-    return ": still learning, train longer" if key in ("loss_g", "loss") else ""
 
 
 def _seeds_sentence(fds: list[float]) -> str:

@@ -10,8 +10,8 @@ from typing import Any, Mapping
 import pandas as pd
 from pandas.io.formats.style import Styler
 
-from ..evaluation.scores import SCORES
-from ..models import LogSchema
+from ..evaluators import SCORES
+from ..families import LogSchema
 
 # what a reader sees for a key of the run's files (summary.csv, metrics.json, log.csv)
 LABELS = {

@@ -9,19 +9,17 @@ from pathlib import Path
 import torch
 from torchvision.utils import make_grid
 
-from ..models import LogSchema
 
 
 class Board:
-    """The run's TensorBoard writer. ``start_step``: the step of the checkpoint a resumed run
-    continues from; events after it, written before the interruption, are purged (as log.csv's
-    rows are)."""
+    """The run's TensorBoard writer. ``tags``: each logged column's tag (the family's,
+    ``Family.tag``). ``start_step``: the step of the checkpoint a resumed run continues from;
+    events after it, written before the interruption, are purged (as log.csv's rows are)."""
 
-    def __init__(self, folder: Path, schema: LogSchema, start_step: int = 0):
+    def __init__(self, folder: Path, tags: dict[str, str], start_step: int = 0):
         from torch.utils.tensorboard import SummaryWriter  # needs the tensorboard package
         self.writer = SummaryWriter(str(folder), purge_step=start_step + 1 if start_step else None)
-        self.tags = {key: f"{'loss' if key in schema.losses else 'discriminator'}/{schema.label(key)}"
-                     for key in schema.columns}
+        self.tags = tags
 
     def row(self, step: int, values: dict[str, float], images_per_s: float) -> None:
         """One log.csv row: each logged value, and the speed."""

@@ -26,7 +26,7 @@ RUN_KEYS = ("config", "epoch", "step", "fixed_z", "rng")  # and the family's sta
 # settings that may change between a checkpoint and its resumption without changing the run
 RESUMABLE_CHANGES = {"train.epochs", "train.sample_every", "train.checkpoint_every", "train.log_every",
                      "train.device", "train.threads", "train.progress", "train.tensorboard", "data.workers",
-                     "data.root", "data.download"}
+                     "data.root", "data.download", "train.compile"}
 
 
 class TrainingError(RuntimeError):

@@ -1,8 +1,12 @@
 """The trainer: one loop for every model family, seeded, logged, sampled, checkpointed, resumable.
 
-It knows nothing of GANs or diffusion: per batch it calls ``family.training_step``, which
-returns the values to log (``models.log_schema``). Statistics stay on the device and are read
-once per ``log_every`` steps, so logging costs no per-step host synchronisation.
+It knows nothing of GANs or diffusion: per batch it calls ``family.training_step`` with its
+step context (``step.StepContext``: optimizers, precision, scaling, EMA, the learning rate's
+decay), which returns the values to log (the family's ``LogSchema``). Statistics stay on the
+device and are read once per ``log_every`` steps, so logging costs no per-step host
+synchronisation. The run folder is the contract with everything after training: besides the
+log, grids and checkpoints, the trainer writes ``family.json`` (what a reader needs to know of
+the family: its log schema, kind, classes, grid layout, evaluator) for readers without torch.
 """
 from __future__ import annotations
 
@@ -21,18 +25,19 @@ from torchvision.utils import save_image
 from tqdm import tqdm
 
 from .. import config as config_lib
-from .. import models
+from .. import evaluators, families, models
 from ..config import Config
 from ..data import ImageData, load_data
 from ..models import CheckpointError, ModelFamily, Precision, count_parameters
 from ..models.checkpoint import write_checkpoint
-from ..rundir import RunDir, write_atomic
+from ..rundir import RunDir, write_atomic, write_json
 from . import state as state_lib
 from .board import Board
 from .state import TrainingError
+from .step import StepContext
 
 # snapshots hold what scores and samples need, not what resuming needs
-SNAPSHOT_KEYS = ("config", "epoch", "step", "generator", "generator_ema", "image_shape", "classes")
+SNAPSHOT_KEYS = ("config", "epoch", "step", "generator", "generator_ema", "image_shape", "classes", "seconds")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -61,12 +66,10 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch) % 2**63
 
 
-MAX_GRID_COLUMNS = 10  # a conditional grid's columns (one row per trained class)
-
-
 def log_columns(config: Config) -> tuple[str, ...]:
     """The header of a run's log.csv."""
-    return ("epoch", "step", *models.log_schema(config).columns, "images_per_s", "time_s")
+    return ("epoch", "step", *families.family_of(config.model.arch).log_schema(config).columns, "images_per_s",
+            "time_s")
 
 
 class Trainer:
@@ -80,7 +83,7 @@ class Trainer:
 
     def __init__(self, config: Config, run_dir: str | Path, data: ImageData | None = None):
         t = config.train
-        self.config, self.run = models.check(config), RunDir(run_dir)
+        self.config, self.run = config, RunDir(run_dir)
         config_lib.check_installed(config, f"the config of {self.run.root}")
         self.device = resolve_device(t.device)
         if t.precision == "fp16" and self.device.type != "cuda":
@@ -89,11 +92,12 @@ class Trainer:
             torch.set_num_threads(t.threads)
         seed_everything(t.seed)
         self.data = (data or load_data(config)).to(self.device)
-        self.precision = Precision.choose(self.device, t.precision, t.channels_last)
+        spec = families.family_of(config.model.arch)
+        self.precision = Precision.choose(self.device, t.precision, t.channels_last, spec)
         if self.precision.slow:
             warnings.warn(f"train.precision bf16 on {self.device}: {self.precision.note}", stacklevel=2)
         self.family: ModelFamily = models.build(config, self.data.shape, self.data.classes, self.precision)
-        self.schema = models.log_schema(config)
+        self.schema = self.family.log_schema()
         self.fixed_z, self.fixed_y, self.grid_columns = fixed_noise(config, self.family)
         self.steps_per_epoch = len(self.data) // t.batch_size
         if self.steps_per_epoch == 0:  # a full batch is one step; a smaller data set makes none
@@ -101,6 +105,10 @@ class Trainer:
                                 f"images of {config.data.name} after data.subset/classes): an epoch would make "
                                 f"no step; use train.batch_size <= {len(self.data)}")
         self.total_steps = t.epochs * self.steps_per_epoch
+        self.ctx = StepContext(self.family, config, self.precision, self.total_steps)
+        if t.compile:  # in place: the state dicts keep their keys
+            for network in self.family.networks.values():
+                network.compile()
         self.epoch = self.step = 0
         self.seconds = 0.0  # training time over all sessions of this run
         self.board: Board | None = None  # train.tensorboard: opened by fit(), where the run continues
@@ -109,14 +117,17 @@ class Trainer:
         """One line: data, model sizes, device, steps."""
         c, t = self.config, self.config.train
         shape = "x".join(map(str, self.data.shape))
+        average = f", EMA {t.ema}" if t.ema else f", EMA half-life {t.ema_halflife:g} of the images" if t.ema_halflife else ""
         return (f"{c.data.name} {len(self.data)}x{shape} | {self.family.summary()}"
-                f"{' | conditional' if c.model.conditional else ''}{f', EMA {t.ema}' if t.ema else ''} | "
+                f"{' | conditional' if c.model.conditional else ''}{average}"
+                f"{f', lr {t.lr_decay} to 0' if t.lr_decay != 'none' else ''} | "
                 f"{self.device} {self.precision.note} {torch.get_num_threads()} threads | {t.epochs} epochs x "
                 f"{self.steps_per_epoch} steps of {t.batch_size} = {self.total_steps} steps")
 
     def train_step(self, real: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """One step of the family on a batch; returns the logged values (k,) on the device."""
-        values = self.family.training_step(real, labels, self.step, self.step / max(self.total_steps, 1))
+        self.ctx.begin(self.step)
+        values = self.family.training_step(real, labels, self.ctx)
         return torch.stack([values[k] for k in self.schema.columns])
 
     # --- the loop --------------------------------------------------------------------------
@@ -127,13 +138,15 @@ class Trainer:
             folder.mkdir(parents=True, exist_ok=True)
         config_lib.save(self.config, self.run.config, f"train.precision {t.precision}, channels_last "
                         f"{t.channels_last}: {self.precision.note}, {torch.get_num_threads()} threads")
+        write_json(self.run.family_file, self.family_record())
         _truncate_log(self.run.log, self.step)  # rows of an interrupted epoch (or run) are redone
         show = t.progress if progress is None else progress
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not show,
                    unit="step", dynamic_ncols=True, mininterval=1.0)
         begun = self.seconds  # of an earlier session, when resumed
         if t.tensorboard and self.epoch < t.epochs:  # (a finished run's train() trains nothing)
-            self.board = Board(self.run.tensorboard, self.schema, self.step)
+            self.board = Board(self.run.tensorboard, {k: self.family.spec.tag(k, self.schema) for k in self.schema.columns},
+                               self.step)
         with bar, contextlib.closing(self.board) if self.board else contextlib.nullcontext():
             for epoch in range(self.epoch + 1, t.epochs + 1):
                 start = time.perf_counter()
@@ -205,10 +218,22 @@ class Trainer:
         if self.board:
             self.board.grid(self.step, images, self.grid_columns)
 
+    def family_record(self) -> dict[str, Any]:
+        """family.json: what a reader of the run folder needs to know of its family, without torch."""
+        spec = self.family.spec
+        return {"arch": spec.arch, "name": spec.name, "kind": spec.kind, "log": self.schema.to_dict(),
+                "tags": {key: spec.tag(key, self.schema) for key in self.schema.columns},
+                "classes": list(self.data.classes), "trained_classes": self.family.trained_classes(),
+                "image_shape": list(self.data.shape), "latent_dim": self.family.latent_dim,
+                "latent_note": self.family.latent_note,
+                "grid": {"columns": self.grid_columns, "rows": self.family.trained_classes() or None},
+                "evaluator": evaluators.described(self.config)}
+
     def checkpoint_state(self) -> dict[str, Any]:
         """Everything a resumed run needs, and what the reports read back."""
         return {"config": self.config.to_dict(), "epoch": self.epoch, "step": self.step,
-                **self.family.state_dict(), "fixed_z": self.fixed_z.cpu(), "rng": state_lib.rng_state(),
+                **self.family.state_dict(), **self.ctx.state_dict(), "fixed_z": self.fixed_z.cpu(),
+                "rng": state_lib.rng_state(),
                 "image_shape": list(self.data.shape), "classes": list(self.data.classes), "seconds": self.seconds}
 
     def save_checkpoint(self) -> Path:
@@ -229,12 +254,13 @@ class Trainer:
         Raises:
             TrainingError: the checkpoints are unreadable or from another config.
         """
-        found = state_lib.newest_checkpoint(self.run, self.family.state_keys, log)
+        found = state_lib.newest_checkpoint(self.run, self.family.state_keys + self.ctx.state_keys, log)
         if found is None:
             return False
         path, state = found
         state_lib.check_same_run(path, state["config"], self.config)
         self.family.load_state_dict(state)
+        self.ctx.load_state_dict(state)
         if state["fixed_z"].shape == self.fixed_z.shape:  # a grid laid out otherwise by older code: drawn anew
             self.fixed_z = state["fixed_z"].to(self.device)
         self.epoch, self.step, self.seconds = state["epoch"], state["step"], state.get("seconds", 0.0)
@@ -281,19 +307,17 @@ def train(config: Config, run_dir: str | Path, resume: bool = True, progress: bo
 
 def fixed_noise(config: Config, family: ModelFamily) -> tuple[torch.Tensor, torch.Tensor | None, int]:
     """The latents and classes (None if unconditional) of the fixed sample grid, drawn from
-    ``train.seed`` alone, and its number of columns.
+    ``train.seed`` alone, and its number of columns, laid out by the family (``Family.grid``).
 
-    Unconditional: ``train.num_samples`` latents in a square grid. Conditional: one row per
-    trained class, the same latents in every row (a column shows one z across classes), at most
-    ``MAX_GRID_COLUMNS`` columns.
+    Unconditional: ``train.num_samples`` latents. Conditional: one row per trained class, the
+    same latents in every row (a column shows one z across classes).
     """
     t = config.train
     noise = torch.Generator().manual_seed(t.seed)
-    if family.label is None:
-        columns = int(np.ceil(np.sqrt(t.num_samples)))
+    classes = family.label.class_ids.cpu() if family.label is not None else None
+    _, columns = family.spec.grid(t.num_samples, 0 if classes is None else len(classes))
+    if classes is None:
         return family.latents(t.num_samples, noise), None, columns
-    classes = family.label.class_ids.cpu()
-    columns = min(int(np.ceil(t.num_samples / len(classes))), MAX_GRID_COLUMNS)  # few classes: no long strip
     z = family.latents(columns, noise)
     return z.repeat(len(classes), 1), classes.repeat_interleave(len(z)), columns
 
