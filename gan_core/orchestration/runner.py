@@ -224,13 +224,13 @@ def _start_evaluators(jobs: list[Job], log: Callable[[str], None]) -> list[subpr
 
 def _write_sweep_file(sweep: Sweep, sweep_dir: Path) -> None:
     """sweep.json, for the index: the runs in order, what each changes, the value each ran with
-    of every setting some run changes, its configuration, variant and reference; the claims."""
+    of every setting some run changes (None where its family has no such key), its configuration, variant and reference; the claims."""
     varied = list(dict.fromkeys(k for r in sweep.runs for k in r.overrides if k != "train.seed"))
     write_json(SweepDir(sweep_dir).sweep_file, {
         "sweep": shown(sweep.path, sweep_dir), "base": shown(sweep.base, sweep_dir),  # pages show no machine path
         "runs": [{"name": r.name, "overrides": r.overrides, "configuration": r.configuration, "seed": r.seed,
                   "variant": r.variant, "reference": r.reference,
-                  "settings": {k: config_lib.flatten(r.config.to_dict())[k] for k in varied}} for r in sweep.runs],
+                  "settings": {k: config_lib.flatten(r.config.to_dict()).get(k) for k in varied}} for r in sweep.runs],
         "claims": [claims.to_dict(c) for c in sweep.claims]})
 
 
