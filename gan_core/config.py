@@ -86,6 +86,7 @@ class OptimConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 5
+    steps: int | None = None  # a budget in steps instead: train this many, the last epoch in part; None: all epochs
     batch_size: int = 128
     seed: int = 0
     sample_every: int = 1  # epochs between fixed-noise grids (one is always drawn at the end)
@@ -384,6 +385,7 @@ def _check_values(c: Config, source: str) -> None:
     for key in ("epochs", "batch_size", "sample_every", "checkpoint_every", "log_every", "num_samples"):
         need(getattr(t, key) > 0, f"train.{key}", "must be > 0", getattr(t, key))
     need(t.threads >= 0, "train.threads", "must be >= 0", t.threads)
+    need(t.steps is None or t.steps > 0, "train.steps", "must be > 0 or null", t.steps)
     for key in ("samples", "checkpoint_samples", "nearest_k", "kid_subset", "evaluator_epochs"):
         need(getattr(c.eval, key) > 0, f"eval.{key}", "must be > 0", getattr(c.eval, key))
     need(c.eval.evaluator_subset is None or c.eval.evaluator_subset > 0, "eval.evaluator_subset",

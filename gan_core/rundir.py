@@ -195,15 +195,6 @@ class RunIncomplete(RuntimeError):
     """A run folder whose training has not finished: what reads it has nothing to show yet."""
 
 
-def _yaml_epochs(config: Path) -> int | None:
-    """``train.epochs`` of a config.yaml, without loading the config module (None if unreadable)."""
-    import yaml
-    try:
-        return int(yaml.safe_load(config.read_text())["train"]["epochs"])
-    except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError):
-        return None
-
-
 class RunDir:
     """The files of one run (a configuration and seed): see the module docstring."""
 
@@ -301,16 +292,15 @@ class RunDir:
         return metrics
 
     def require_trained(self) -> dict[str, Any]:
-        """metrics.json's training section of a run whose training finished (checkpoints/last.pt
-        and as many epochs as config.yaml asks for); a cheap check, no torch, no data.
+        """metrics.json's training section of a run whose training finished (checkpoints/last.pt,
+        and the steps its last training asked for); a cheap check, no torch, no data.
 
         Raises:
             RunIncomplete: naming what is missing and how to get it.
         """
         training = self.read_metrics().get("training", {})
-        wanted = _yaml_epochs(self.config)
-        if not self.last_checkpoint.exists() or not training or (wanted and training.get("epochs") != wanted):
-            done = f"{training.get('epochs')} of {wanted} epochs" if training else "no finished training"
+        if not self.last_checkpoint.exists() or not training or training.get("steps") != training.get("total_steps"):
+            done = f"{training.get('steps')} of {training.get('total_steps')} steps" if training else "no finished training"
             raise RunIncomplete(f"{self.root}: the run's training has not finished ({done}): run its 02_training "
                                 "notebook (or gan-workbook train CONFIG --out RUN --resume) first")
         return training

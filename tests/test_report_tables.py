@@ -100,7 +100,7 @@ def test_sweep_page_size_is_checked_before_any_work(tmp_path, capsys):
 def test_progress_line_shows_the_sweep_and_each_running_run(tmp_path):
     run = tmp_path / "z8"
     run.mkdir()
-    (run / "config.yaml").write_text(yaml.safe_dump({"train": {"epochs": 5}}))
+    (run / "family.json").write_text(json.dumps({"epochs": 5}))
     (run / "log.csv").write_text("epoch,step,loss\n1,4,0.5\n2,8,0.4\n3,12,0.3\n")
     (run / "status.json").write_text(json.dumps({"status": "running", "notebook": "02_training"}))
     queued = tmp_path / "z16"

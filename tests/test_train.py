@@ -1,5 +1,6 @@
 import csv
 import math
+import time
 import warnings
 
 import numpy as np
@@ -434,3 +435,77 @@ def test_compile_trains_the_same_networks(tiny_config, tmp_path):
     a = read_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt")
     b = read_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")
     assert a["generator"].keys() == b["generator"].keys() and a["epoch"] == 1
+
+
+def test_an_interrupted_epoch_resumes_where_it_stopped(tiny_config, tmp_path, monkeypatch):
+    """Ctrl-C (a kernel's stop button sends the same SIGINT) stops after the step under way and
+    saves a checkpoint there; training again ends with the weights of an uninterrupted run."""
+    import os
+    import signal
+    config = tiny_config(train={"epochs": 2})
+    train(config, tmp_path / "whole", log=lambda s: None)
+    step = Trainer.train_step
+
+    def interrupting(self, real, labels=None):
+        if self.step == 5:  # in epoch 2 (4 steps an epoch), after its first step
+            os.kill(os.getpid(), signal.SIGINT)
+        return step(self, real, labels)
+
+    monkeypatch.setattr(Trainer, "train_step", interrupting)
+    lines = []
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "cut", log=lines.append)
+    assert read_checkpoint(tmp_path / "cut" / "checkpoints" / "last.pt")["step"] == 6
+    assert any("interrupted at step 6 of epoch 2" in line for line in lines)
+    monkeypatch.setattr(Trainer, "train_step", step)
+    train(config, tmp_path / "cut", log=lambda s: None)
+    assert_same_run_weights(tmp_path / "whole", tmp_path / "cut")
+
+
+def assert_same_run_weights(a_dir, b_dir):
+    a = read_checkpoint(a_dir / "checkpoints" / "last.pt")
+    b = read_checkpoint(b_dir / "checkpoints" / "last.pt")
+    assert a["step"] == b["step"] and same_weights(a["generator"], b["generator"])
+    assert same_weights(a["discriminator"], b["discriminator"])
+
+
+@pytest.mark.slow
+def test_the_kernels_stop_button_leaves_a_resumable_checkpoint(tiny_config, tmp_path):
+    """Training started in a kernel (as notebook 02 in JupyterLab), stopped with the kernel's
+    interrupt, resumes from the step it stopped at."""
+    import yaml
+    from jupyter_client.manager import start_new_kernel
+    config = tiny_config(train={"epochs": 200})
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config.to_dict()))
+    km, client = start_new_kernel(kernel_name="python3", cwd=str(tmp_path))
+    try:
+        code = ("from gan_core.config import load\nfrom gan_core.training import train\n"
+                f"train(load({str(tmp_path / 'c.yaml')!r}), 'run', progress=True)")
+        msg_id = client.execute(code)
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "run" / "checkpoints" / "last.pt").exists():  # an epoch or more done
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        km.interrupt_kernel()
+        reply = client.get_shell_msg(timeout=60)
+        while reply["parent_header"].get("msg_id") != msg_id:
+            reply = client.get_shell_msg(timeout=60)
+        assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "KeyboardInterrupt"
+    finally:
+        km.shutdown_kernel(now=True)
+    stopped = read_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert 0 < stopped["epoch"] < 200
+    resumed = Trainer(config.replace({"train.epochs": stopped["epoch"] + 1}), tmp_path / "run")
+    assert resumed.resume(log=lambda s: None) and resumed.step == stopped["step"]
+
+
+def test_a_budget_in_steps_ends_part_way_through_an_epoch(tiny_config, tmp_path):
+    """train.steps: the run trains that many steps (4 an epoch here, so 6 end half-way through
+    epoch 2), its learning rate decays to that horizon, and it counts as complete."""
+    from gan_core.rundir import RunDir
+    metrics = train(tiny_config(train={"steps": 6, "lr_decay": "linear"}), tmp_path, log=lambda s: None)["training"]
+    assert metrics["steps"] == metrics["total_steps"] == 6 and metrics["epochs"] == 2
+    assert [r["step"] for r in read_log(tmp_path / "log.csv")][-1] == 6
+    assert read_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 6
+    assert [p.name for p in RunDir(tmp_path).snapshots()] == ["epoch_001.pt", "epoch_002.pt"]
+    assert RunDir(tmp_path).require_trained()["steps"] == 6

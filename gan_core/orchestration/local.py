@@ -18,9 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
-
-from ..rundir import RunDir, write_atomic
+from ..rundir import RunDir, RunIncomplete, write_atomic
 from .job import Job
 from .settings import ExecutorSettings
 
@@ -137,13 +135,14 @@ def _progress(running: list[tuple[Job, float]], total: int, finished: int) -> st
 
 
 def _epoch(run: RunDir) -> str:
-    """", epoch 3/5": the epoch of the newest row of the run's log.csv, of the config's epochs."""
+    """", epoch 3/5": the epoch of the newest row of the run's log.csv, of the epochs its trainer
+    planned (family.json)."""
     try:
         with open(run.log, "rb") as f:
             f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
             epoch = int(f.read().splitlines()[-1].split(b",")[0])
-        epochs = yaml.safe_load(run.config.read_text())["train"]["epochs"]
-    except (OSError, ValueError, IndexError, KeyError, TypeError, yaml.YAMLError):
+        epochs = run.family()["epochs"]
+    except (OSError, ValueError, IndexError, KeyError, TypeError, RunIncomplete):
         return ""  # no row yet, or the header only
     return f", epoch {epoch}/{epochs}"
 

@@ -13,16 +13,20 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import itertools
 import random
+import signal
+import threading
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
 from torchvision.utils import save_image
-from tqdm import tqdm
+from tqdm.auto import tqdm  # in JupyterLab: the notebook's live bar (ipywidgets)
 
 from .. import config as config_lib
 from .. import evaluators, families, models
@@ -104,7 +108,8 @@ class Trainer:
             raise TrainingError(f"train.batch_size = {t.batch_size} is larger than the data ({len(self.data)} "
                                 f"images of {config.data.name} after data.subset/classes): an epoch would make "
                                 f"no step; use train.batch_size <= {len(self.data)}")
-        self.total_steps = t.epochs * self.steps_per_epoch
+        self.total_steps = t.steps or t.epochs * self.steps_per_epoch  # train.steps: a budget, the last epoch in part
+        self.last_epoch = -(-self.total_steps // self.steps_per_epoch)
         self.ctx = StepContext(self.family, config, self.precision, self.total_steps)
         if t.compile:  # in place: the state dicts keep their keys
             for network in self.family.networks.values():
@@ -121,7 +126,7 @@ class Trainer:
         return (f"{c.data.name} {len(self.data)}x{shape} | {self.family.summary()}"
                 f"{' | conditional' if c.model.conditional else ''}{average}"
                 f"{f', lr {t.lr_decay} to 0' if t.lr_decay != 'none' else ''} | "
-                f"{self.device} {self.precision.note} {torch.get_num_threads()} threads | {t.epochs} epochs x "
+                f"{self.device} {self.precision.note} {torch.get_num_threads()} threads | {self.last_epoch} epochs x "
                 f"{self.steps_per_epoch} steps of {t.batch_size} = {self.total_steps} steps")
 
     def train_step(self, real: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -132,7 +137,7 @@ class Trainer:
 
     # --- the loop --------------------------------------------------------------------------
     def fit(self, progress: bool | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
-        """Train to ``train.epochs`` from the current epoch; returns the final metrics."""
+        """Train to ``train.epochs`` (or ``train.steps``) from the current step; returns the final metrics."""
         t = self.config.train
         for folder in (self.run.root, self.run.samples, self.run.checkpoints):
             folder.mkdir(parents=True, exist_ok=True)
@@ -144,32 +149,51 @@ class Trainer:
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not show,
                    unit="step", dynamic_ncols=True, mininterval=1.0)
         begun = self.seconds  # of an earlier session, when resumed
-        if t.tensorboard and self.epoch < t.epochs:  # (a finished run's train() trains nothing)
+        if t.tensorboard and self.step < self.total_steps:  # (a finished run's train() trains nothing)
             self.board = Board(self.run.tensorboard, {k: self.family.spec.tag(k, self.schema) for k in self.schema.columns},
                                self.step)
-        with bar, contextlib.closing(self.board) if self.board else contextlib.nullcontext():
-            for epoch in range(self.epoch + 1, t.epochs + 1):
-                start = time.perf_counter()
-                self._train_epoch(epoch, bar)
+        with bar, contextlib.closing(self.board) if self.board else contextlib.nullcontext(), \
+                _interrupt_between_steps() as self.interrupted:
+            for epoch in range(self.epoch + 1, self.last_epoch + 1):
+                start, first = time.perf_counter(), (epoch - 1) * self.steps_per_epoch
+                try:
+                    self._train_epoch(epoch, bar, self.step - first, min(self.steps_per_epoch, self.total_steps - first))
+                except KeyboardInterrupt:  # Ctrl-C, a kernel's stop button: keep what was trained
+                    self._save_interrupted(start, log)
+                    raise
                 self.epoch, self.seconds = epoch, self.seconds + time.perf_counter() - start
                 (bar.write if show else log)(self._epoch_line())
-                if epoch % t.sample_every == 0 or epoch == t.epochs:
+                if epoch % t.sample_every == 0 or epoch == self.last_epoch:
                     self.save_samples(self.run.sample_grid(epoch))
-                if epoch % t.checkpoint_every == 0 or epoch == t.epochs:
+                if epoch % t.checkpoint_every == 0 or epoch == self.last_epoch:
                     self.save_checkpoint()
         return self._write_metrics(self.seconds - begun)
+
+    def _save_interrupted(self, start: float, log: Callable[[str], None]) -> None:
+        """A checkpoint of an epoch interrupted part-way (last.pt only, no epoch snapshot): the
+        run resumes at that step, with the RNG states of that moment, so its weights match an
+        uninterrupted run's (only the log row in progress restarts)."""
+        if self.step == self.epoch * self.steps_per_epoch:
+            return  # nothing trained since the last checkpoint
+        self.seconds += time.perf_counter() - start
+        state_lib.write_last(self.run, self.checkpoint_state())
+        log(f"interrupted at step {self.step} of epoch {self.epoch + 1}: saved {self.run.last_checkpoint}; "
+            "train again with resume to continue from there")
 
     def _epoch_line(self) -> str:
         rows = [r for r in read_log(self.run.log) if r["epoch"] == self.epoch]
         mean = {k: np.mean([r[k] for r in rows]) for k in (*self.schema.columns, "images_per_s")}
         shown = self.schema.losses + next((p.columns for p in self.schema.panels), ())
         figures = " ".join(f"{k} {mean[k]:.4g}" for k in shown)
-        return (f"epoch {self.epoch}/{self.config.train.epochs}: {figures} "
+        return (f"epoch {self.epoch}/{self.last_epoch}: {figures} "
                 f"| {mean['images_per_s']:.0f} img/s, {self.seconds:.0f} s in all")
 
-    def _train_epoch(self, epoch: int, bar: tqdm) -> None:
+    def _train_epoch(self, epoch: int, bar: tqdm, start_at: int = 0, stop_at: int | None = None) -> None:
+        """One epoch, from its batch ``start_at`` (> 0: an epoch interrupted part-way, resumed
+        with the RNG states saved at that step) to ``stop_at`` (the budget of ``train.steps``)."""
         t = self.config.train
-        seed_everything(epoch_seed(t.seed, epoch))
+        if not start_at:
+            seed_everything(epoch_seed(t.seed, epoch))
         self.family.train()
         columns = self.schema.columns
         window, count, tick = torch.zeros(len(columns), device=self.device), 0, time.perf_counter()
@@ -177,12 +201,15 @@ class Trainer:
             writer = csv.writer(f)
             if f.tell() == 0:
                 writer.writerow(log_columns(self.config))
-            batches = self.data.batches(t.batch_size, epoch_seed(t.seed, epoch))
-            for i, (real, labels) in enumerate(batches, start=1):
+            stop_at = stop_at or self.steps_per_epoch
+            batches = itertools.islice(self.data.batches(t.batch_size, epoch_seed(t.seed, epoch)), start_at, stop_at)
+            for i, (real, labels) in enumerate(batches, start=start_at + 1):
                 window += self.train_step(real, labels)
                 count, self.step = count + 1, self.step + 1
                 bar.update()
-                if self.step % t.log_every == 0 or i == self.steps_per_epoch:
+                if self.interrupted():  # a step is never cut in half: weights, step and RNG agree
+                    raise KeyboardInterrupt("SIGINT")
+                if self.step % t.log_every == 0 or i == stop_at:
                     row = self._log_row(writer, epoch, window / count, count * t.batch_size,
                                         time.perf_counter() - tick)
                     f.flush()
@@ -225,6 +252,7 @@ class Trainer:
                 "tags": {key: spec.tag(key, self.schema) for key in self.schema.columns},
                 "classes": list(self.data.classes), "trained_classes": self.family.trained_classes(),
                 "image_shape": list(self.data.shape), "latent_dim": self.family.latent_dim,
+                "epochs": self.last_epoch, "steps": self.total_steps,
                 "latent_note": self.family.latent_note,
                 "grid": {"columns": self.grid_columns, "rows": self.family.trained_classes() or None},
                 "evaluator": evaluators.described(self.config)}
@@ -280,7 +308,7 @@ class Trainer:
         figures.update({f"final_{key}": mean(key, last) for key in self.schema.last_epoch})
         params = {f"{name}_params": count_parameters(net) for name, net in self.family.networks.items()}
         return self.run.update_metrics(training={
-            "epochs": self.epoch, "steps": self.step, "seconds": round(self.seconds, 1),
+            "epochs": self.epoch, "steps": self.step, "total_steps": self.total_steps, "seconds": round(self.seconds, 1),
             "session_seconds": round(session, 1), **figures,
             "images_per_s": mean("images_per_s", last), "config_hash": self.config.hash(), **params,
             "precision": self.precision.note, "threads": torch.get_num_threads()})
@@ -303,6 +331,27 @@ def train(config: Config, run_dir: str | Path, resume: bool = True, progress: bo
     elif resume:
         log(f"no checkpoint in {trainer.run.checkpoints}: starting from scratch")
     return trainer.fit(progress, log)
+
+
+@contextlib.contextmanager
+def _interrupt_between_steps() -> Iterator[Callable[[], bool]]:
+    """While training: Ctrl-C (or a kernel's stop button, which sends SIGINT) is noted, and the
+    loop stops after the step under way; a second one interrupts at once. Off the main thread
+    (where signals cannot be caught) nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    hit: list[int] = []
+
+    def note(signum: int, frame: Any) -> None:
+        hit.append(signum)
+        signal.signal(signal.SIGINT, previous)  # a second Ctrl-C stops at once
+
+    previous = signal.signal(signal.SIGINT, note)
+    try:
+        yield lambda: bool(hit)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def fixed_noise(config: Config, family: ModelFamily) -> tuple[torch.Tensor, torch.Tensor | None, int]:
