@@ -205,6 +205,13 @@ class ModelFamily:
         """The network for latent-space pictures (interpolations): nearby z give nearby images."""
         return self.sampler
 
+    gradual: ClassVar[bool] = False  # samples in steps (a diffusion model): it has a reverse process to show
+
+    def reverse_process(self, z: torch.Tensor, labels: torch.Tensor | None, frames: int) -> torch.Tensor:
+        """(frames, N, C, H, W): snapshots from start noise ``z`` (N, latent_dim) to images, of a
+        ``gradual`` family (none draws at once)."""
+        raise NotImplementedError(f"{type(self).__name__} draws its samples at once: it has no reverse process")
+
     # --- shared ---------------------------------------------------------------------------
     def log_schema(self) -> LogSchema:
         return self.spec.log_schema(self.config)

@@ -73,6 +73,15 @@ class DDPM(ModelFamily):
         sampler.eta = 0.0
         return sampler
 
+    gradual = True
+
+    @torch.no_grad()
+    def reverse_process(self, z: torch.Tensor, labels: torch.Tensor | None, frames: int) -> torch.Tensor:
+        device = self.precision.device
+        with eval_mode(self.sampler):
+            _, snapshots = self.sampler(z.to(device), None if labels is None else labels.to(device), trajectory=frames)
+        return snapshots.float().cpu()
+
     def gallery(self, seed: int) -> list[Gallery]:
         """The reverse process of six samples, from noise to image."""
         z = self.latents(6, torch.Generator().manual_seed(seed)).to(self.precision.device)

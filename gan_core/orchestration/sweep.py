@@ -49,6 +49,7 @@ from ..reporting.html import page_size
 from .executors import ExecutorSettings, parse_settings
 
 SUMMARY_NOTEBOOK = "07_sweep_summary"
+EXPLORER_NOTEBOOK = "08_explore"  # interactive: not a page of each run's report unless asked for
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=-]{0,99}")  # a run's folder: no '/', '..', HTML or spaces
 SWEEP_KEYS = {"base", "set", "grid", "variants", "seeds", "report", "executor", "quick", "reference", "claims"}
 QUICK_KEYS = {"set", "grid", "variants", "seeds", "claims"}
@@ -134,7 +135,7 @@ def load_sweep(path: str | Path, quick: bool = False, overrides: dict[str, Any] 
     if unknown := set(report) - REPORT_KEYS:
         raise ConfigError(f"{path}: unknown key report.{sorted(unknown)[0]}")
     wanted = report.get("notebooks") or sorted(p.stem for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")
-                                               if p.stem != SUMMARY_NOTEBOOK)
+                                               if p.stem not in (SUMMARY_NOTEBOOK, EXPLORER_NOTEBOOK))
     notebooks = [_find_notebook(path, name) for name in wanted]
     parameters = _notebook_parameters(path, _mapping(path, report, "parameters"), notebooks)
     try:

@@ -44,6 +44,23 @@ def main_job_run(start: Path | None = None) -> RunDir | None:
     return None
 
 
+def sweep_folder(sweep_dir: str = "") -> Path:
+    """The sweep a summary shows: ``sweep_dir``, else the main job's (``reports/quick`` from
+    here or above) when it has run, else the runs beside the notebook (``runs/``)."""
+    if sweep_dir:
+        return notebook_path(sweep_dir)
+    found = main_job_run()
+    return found.root.parent if found is not None else Path.cwd() / "runs"
+
+
+def run_roots() -> list[Path]:
+    """Where a notebook finds trained runs: ``reports/`` of the folder it runs in or the nearest
+    one above it, and ``runs/`` beside it."""
+    here = Path.cwd().resolve()
+    reports = next((f / "reports" for f in (here, *here.parents) if (f / "reports").is_dir()), here / "reports")
+    return [reports, here / "runs"]
+
+
 def choose(run_dir: str = "", config_path: str = "", train_missing: bool = True,
            log: Callable[[str], None] = print) -> Chosen:
     """The run a notebook shows (see the module docstring) and its config: ``config_path``, else
