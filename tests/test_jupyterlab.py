@@ -76,7 +76,13 @@ def run_all(page, url: str, notebook: str, timeout_s: float = 300) -> None:
     kernel is idle again and every code cell has run."""
     page.goto(f"{url}/lab/tree/{notebook}?reset&token={TOKEN}")  # reset: no tabs restored from before
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
-    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle'], .jp-KernelStatus", timeout=90_000)
+    choose = page.locator(".jp-Dialog").get_by_role("button", name="Select", exact=True)
+    try:  # JupyterLab may ask which kernel to start for a notebook it has not opened before
+        choose.wait_for(timeout=10_000)
+        choose.click()
+    except playwright.TimeoutError:
+        pass
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=90_000)
     page.get_by_role("menuitem", name="Run", exact=True).click()
     page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
     deadline = time.monotonic() + timeout_s

@@ -124,3 +124,26 @@ def test_choose_extremes_spread_and_deterministic():
     assert sorted(latent.choose_extremes(points, 6).tolist()) == list(range(6))  # distinct, duplicates too
     with pytest.raises(ValueError, match="n <= N"):
         latent.choose_extremes(points, 7)
+
+
+def test_explorer_widgets_redraw_on_a_trained_run(tiny_config, tmp_path):
+    """The explorer's widgets as notebook 08 builds them: it opens a trained run on its last
+    checkpoint, and moving a slider, another checkpoint or the interpolation redraws the images."""
+    pytest.importorskip("ipywidgets")
+    from gan_core.reporting import explorer
+    from gan_core.training import train
+    train(tiny_config(), tmp_path / "runs" / "tiny", log=lambda line: None)
+    ui = explorer.widgets(tmp_path / "runs")
+    run_box, (epoch_box, _), sliders, _, grid, (seed_a, _, mode), strip, status = \
+        ui.children[0], ui.children[1].children, ui.children[2].children, *ui.children[3:5], \
+        ui.children[5].children, *ui.children[6:8]
+    assert "drawn in" in status.value and grid.value[:4] == b"\x89PNG" and strip.value[:4] == b"\x89PNG"
+    first_grid, first_strip = grid.value, strip.value
+    sliders[0].value = 2.0
+    assert grid.value != first_grid
+    epoch_box.value = epoch_box.options[0][1]  # the first checkpoint: the same latents, earlier
+    assert grid.value != first_grid
+    seed_a.value = 7
+    assert strip.value != first_strip
+    mode.value = "linear"
+    assert len(epoch_box.options) == 2 and run_box.value.root.name == "tiny"

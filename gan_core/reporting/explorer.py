@@ -161,7 +161,7 @@ def widgets(*roots: str | Path):
         draw()
 
     run_box.observe(pick_run, "value")
-    for control in (*sliders, *seeds, mode, class_box, frame):
+    for control in (epoch_box, *sliders, *seeds, mode, class_box, frame):
         control.observe(draw, "value")
     pick_run()
     return w.VBox([run_box, w.HBox([epoch_box, class_box]), w.HBox(sliders), frame, grid_image,
