@@ -337,21 +337,22 @@ def train(config: Config, run_dir: str | Path, resume: bool = True, progress: bo
 def _interrupt_between_steps() -> Iterator[Callable[[], bool]]:
     """While training: Ctrl-C (or a kernel's stop button, which sends SIGINT) is noted, and the
     loop stops after the step under way; a second one interrupts at once. Off the main thread
-    (where signals cannot be caught) nothing changes."""
-    if threading.current_thread() is not threading.main_thread():
+    (where signals cannot be caught) or where SIGINT is ignored on purpose, nothing changes."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         yield lambda: False
         return
     hit: list[int] = []
 
     def note(signum: int, frame: Any) -> None:
         hit.append(signum)
-        signal.signal(signal.SIGINT, previous)  # a second Ctrl-C stops at once
+        signal.signal(signal.SIGINT, restore)  # a second Ctrl-C stops at once
 
     previous = signal.signal(signal.SIGINT, note)
+    restore = signal.default_int_handler if previous is None else previous  # None: not set from Python
     try:
         yield lambda: bool(hit)
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGINT, restore)
 
 
 def fixed_noise(config: Config, family: ModelFamily) -> tuple[torch.Tensor, torch.Tensor | None, int]:
