@@ -84,10 +84,7 @@ class DDPM(ModelFamily):
 
     def gallery(self, seed: int) -> list[Gallery]:
         """The reverse process of six samples, from noise to image."""
-        z = self.latents(6, torch.Generator().manual_seed(seed)).to(self.precision.device)
-        y = self.default_labels(6)
-        with torch.no_grad(), eval_mode(self.sampler):
-            _, frames = self.sampler(z, None if y is None else y.to(z.device), trajectory=10)  # (10, 6, C, H, W)
+        frames = self.reverse_process(self.latents(6, torch.Generator().manual_seed(seed)), self.default_labels(6), 10)
         steps = self.generator.steps or self.config.family.timesteps
         return [Gallery("Reverse process", f"From noise (left) to image (right): {steps} denoising steps, "
-                        f"{len(frames)} shown.", frames.transpose(0, 1).flatten(0, 1).float().cpu(), len(frames))]
+                        f"{len(frames)} shown.", frames.transpose(0, 1).flatten(0, 1), len(frames))]
