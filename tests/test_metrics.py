@@ -52,13 +52,36 @@ def test_prdc_matches_the_prdc_package(n_real, n_fake, k):
         assert ours[f"{key}_ci"][0] <= ours[key] <= ours[f"{key}_ci"][1]
 
 
-def test_fd_matches_torchmetrics_and_its_interval_holds_it():
+class Features(torch.nn.Module):
+    """torchmetrics' FID and KID on features we give them: their 'images' are the features."""
+    num_features = 8
+
+    def forward(self, x):
+        return x
+
+
+@pytest.mark.filterwarnings("ignore:Metric `Kernel Inception Distance` will save")
+def test_fd_and_kid_match_torchmetrics_and_the_fd_interval_holds_it():
+    """Our FD and KID estimators give torchmetrics' numbers (the reference implementation; the
+    workbook does not import it: 8 s of imports per report on a 2-core CPU)."""
+    from torchmetrics.image.fid import FrechetInceptionDistance
+    from torchmetrics.image.kid import KernelInceptionDistance
     generator = torch.Generator().manual_seed(0)
     real = torch.randn(2000, 8, generator=generator, dtype=torch.float64)
     fake = torch.randn(2000, 8, generator=generator, dtype=torch.float64) * 1.3 + 0.2
     result = scores.feature_scores(real, fake, from_dict({}, "t").eval)
-    assert scores.frechet_distance(real.mean(0), torch.cov(real.T), fake.mean(0), torch.cov(fake.T)) == \
-        pytest.approx(result["fd"], rel=1e-6)
+    fid = FrechetInceptionDistance(feature=Features())
+    kid = KernelInceptionDistance(feature=Features(), subsets=1, subset_size=300)  # one subset: all samples
+    for metric, (r, f) in ((fid, (real, fake)), (kid, (real[:300], fake[:300]))):
+        metric.update(r, real=True)
+        metric.update(f, real=False)
+    assert result["fd"] == pytest.approx(float(fid.compute()), rel=1e-6)
+    ours = scores.kernel_distance(real[:300], fake[:300], subsets=1, subset_size=300)
+    assert ours == pytest.approx((float(kid.compute()[0]), 0.0), rel=1e-5, abs=1e-9)
+    spread = scores.kernel_distance(real, fake, subsets=50, subset_size=300)  # subsets: a mean and a spread
+    assert abs(spread[0] - ours[0]) < 3 * spread[1] and spread[1] > 0
+    assert scores.kernel_distance(real, fake, subsets=5, subset_size=300, seed=1) == \
+        scores.kernel_distance(real, fake, subsets=5, subset_size=300, seed=1)  # its own seeded subsets
     low, high = result["fd_ci"]
     assert low < result["fd"] < high and high - low < 0.2 * result["fd"]
     wider = scores.fd_interval(real, fake[:200])  # fewer samples, more noise

@@ -1,31 +1,18 @@
-"""Scores as math on features: Frechet distance and KID (torchmetrics), precision/recall
+"""Scores as math on features: Frechet distance and KID, precision/recall
 (Kynkaanniemi et al. 2019, https://arxiv.org/abs/1904.06991) and density/coverage (Naeem et al.
 2020, https://arxiv.org/abs/2002.09797), the class histogram. Nothing here knows a
 model, a run folder or the trainer: arrays in, numbers out.
 """
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import torch
-from torch import nn
 
 from ..config import EvalConfig
 from ..evaluators import COVERED_SHARE, KID_NO_SPREAD, SCORES  # noqa: F401 (the names, torch-free)
 
 BOOTSTRAP = 100  # resamples of a bootstrap interval
-
-
-class FeaturePassThrough(nn.Module):
-    """Lets torchmetrics' FID/KID run on features we computed once: its 'images' are features."""
-
-    def __init__(self, num_features: int):
-        super().__init__()
-        self.num_features = num_features
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x
 
 
 def feature_scores(real: torch.Tensor, fake: torch.Tensor, c: EvalConfig, seed: int = 0,
@@ -34,25 +21,38 @@ def feature_scores(real: torch.Tensor, fake: torch.Tensor, c: EvalConfig, seed: 
     ``real_radii``: ``kth_radii(real, c.nearest_k)`` when already known (it depends on real alone).
     ``detail``: with 95 % intervals (FD, precision, density) and KID over 100 subsets; else
     without intervals and over 10 subsets (a point of a curve)."""
-    from torchmetrics.image.fid import FrechetInceptionDistance
-    from torchmetrics.image.kid import KernelInceptionDistance
-    width = real.shape[1]
-    fid = FrechetInceptionDistance(feature=FeaturePassThrough(width))
-    with warnings.catch_warnings():  # it keeps all features: they are ours, already in memory
-        warnings.filterwarnings("ignore", message=".*will save all extracted features in buffer")
-        kid = KernelInceptionDistance(feature=FeaturePassThrough(width), subsets=100 if detail else 10,
-                                      subset_size=min(c.kid_subset, len(real), len(fake)))
-    for metric in (fid, kid):
-        metric.update(real, real=True)
-        metric.update(fake, real=False)
-    with torch.random.fork_rng():  # KID draws its subsets from the global RNG
-        torch.manual_seed(seed)
-        kid_mean, kid_std = kid.compute()
-    scores = {"fd": float(fid.compute()), "kid": float(kid_mean), "kid_std": float(kid_std),
-              **prdc(real, fake, c.nearest_k, real_radii, seed=seed)}
+    real64, fake64 = real.double(), fake.double()
+    kid_mean, kid_std = kernel_distance(real, fake, subsets=100 if detail else 10,
+                                        subset_size=min(c.kid_subset, len(real), len(fake)), seed=seed)
+    scores = {"fd": frechet_distance(real64.mean(0), torch.cov(real64.T), fake64.mean(0), torch.cov(fake64.T)),
+              "kid": kid_mean, "kid_std": kid_std, **prdc(real, fake, c.nearest_k, real_radii, seed=seed)}
     if detail:
         return {**scores, "fd_ci": fd_interval(real, fake, seed=seed)}
     return {k: v for k, v in scores.items() if not k.endswith("_ci")}
+
+
+def kernel_distance(real: torch.Tensor, fake: torch.Tensor, subsets: int = 100, subset_size: int = 1000,
+                    seed: int = 0) -> tuple[float, float]:
+    """KID (Binkowski et al. 2018): the unbiased MMD^2 with the cubic kernel (x.y / F + 1)^3,
+    averaged over ``subsets`` random subsets of ``subset_size`` from each side; its mean and
+    standard deviation over the subsets. The estimator of torchmetrics' KernelInceptionDistance
+    (tests/test_metrics.py checks it against it), in float32 with its own seeded generator."""
+    real, fake = real.float(), fake.float()
+    generator = torch.Generator().manual_seed(seed)
+    m, gamma = subset_size, 1.0 / real.shape[1]
+
+    def kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return (a @ b.T * gamma + 1.0) ** 3
+
+    values = []
+    for _ in range(subsets):
+        x = real[torch.randperm(len(real), generator=generator)[:m]]
+        y = fake[torch.randperm(len(fake), generator=generator)[:m]]
+        k_xx, k_yy = kernel(x, x), kernel(y, y)
+        within = (k_xx.sum() - k_xx.diagonal().sum() + k_yy.sum() - k_yy.diagonal().sum()) / (m * (m - 1))
+        values.append(within - 2 * kernel(x, y).sum() / m ** 2)
+    spread = torch.stack(values).double()
+    return float(spread.mean()), float(spread.std(unbiased=False))
 
 
 def frechet_distance(mu1: torch.Tensor, cov1: torch.Tensor, mu2: torch.Tensor, cov2: torch.Tensor) -> float:
@@ -71,12 +71,18 @@ def fd_interval(real: torch.Tensor, fake: torch.Tensor, resamples: int = BOOTSTR
     is not in it: compare FDs at equal sample counts."""
     real, fake = real.double(), fake.double()
     mu, cov = real.mean(0), torch.cov(real.T)
+    score = frechet_distance(mu, cov, fake.mean(0), torch.cov(fake.T))
+    # a resample's statistics from how often it draws each sample, on the centred samples in
+    # float32 (its spread is all the interval needs; the score itself stays in float64)
+    n, centre = len(fake), fake.mean(0)
+    centred = (fake - centre).float()
     generator = torch.Generator().manual_seed(seed)
     values = []
     for _ in range(resamples):
-        drawn = fake[torch.randint(len(fake), (len(fake),), generator=generator)]
-        values.append(frechet_distance(mu, cov, drawn.mean(0), torch.cov(drawn.T)))
-    score = frechet_distance(mu, cov, fake.mean(0), torch.cov(fake.T))
+        counts = torch.bincount(torch.randint(n, (n,), generator=generator), minlength=n).float()
+        shift = counts @ centred / n
+        drawn_cov = ((centred * counts[:, None]).T @ centred - n * torch.outer(shift, shift)) / (n - 1)
+        values.append(frechet_distance(mu, cov, centre + shift.double(), drawn_cov.double()))
     z = float(torch.distributions.Normal(0, 1).icdf(torch.tensor(0.5 + level / 2)))
     half = z * float(torch.tensor(values).std())
     return [score - half, score + half]
