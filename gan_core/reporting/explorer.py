@@ -8,15 +8,14 @@ Every change draws one batch of images with the loaded generator (no training), 
 """
 from __future__ import annotations
 
-import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torchvision.utils import make_grid
 
 from ..analysis import latent
+from ..grids import png
 from ..models import ModelFamily, load_family
 from ..rundir import RunDir, epoch_of
 
@@ -94,20 +93,8 @@ class Explorer:
     def redraw(self, view: View) -> tuple[bytes, bytes, float]:
         """PNGs of the grid and the interpolation strip, and the seconds they took."""
         start = time.perf_counter()
-        grid, strip = png(self.grid(view), 8), png(self.strip(view), STRIP)
+        grid, strip = png(self.grid(view), 8, scale=3), png(self.strip(view), STRIP, scale=3)
         return grid, strip, time.perf_counter() - start
-
-
-def png(images: torch.Tensor, columns: int) -> bytes:
-    """Images (N, C, H, W) in [-1, 1] as a PNG grid, scaled up for the screen."""
-    from PIL import Image
-    grid = make_grid(images.clamp(-1, 1), nrow=columns, normalize=True, value_range=(-1, 1), padding=2)
-    pixels = (grid.permute(1, 2, 0) * 255).round().byte().numpy()
-    image = Image.fromarray(pixels)
-    image = image.resize((image.width * 3, image.height * 3), Image.NEAREST)
-    buffer = io.BytesIO()
-    image.save(buffer, format="png")
-    return buffer.getvalue()
 
 
 def checkpoints(run: RunDir) -> dict[str, Path]:

@@ -10,9 +10,9 @@ import numpy as np
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from torchvision.utils import make_grid
 
 from ..analysis.latent import pca
+from ..grids import tile
 from .figures import blank
 
 
@@ -31,10 +31,10 @@ def image_grid(images: torch.Tensor, nrow: int | None = None, ax: Axes | None = 
         raise ValueError(f"image_grid wants (N, C, H, W) images, got shape {tuple(images.shape)}")
     images = images.detach().float().cpu().clamp(-1, 1)
     nrow = nrow or math.ceil(math.sqrt(len(images)))
-    grid = make_grid((images + 1) / 2, nrow=nrow, padding=2, pad_value=1.0)  # (3, H', W') in [0, 1]
+    grid = tile(images, nrow, pad_value=1.0)  # (3, H', W') in [0, 1]
     if ax is None:
         _, ax = blank(figsize=(width, width * grid.shape[1] / grid.shape[2] + (0.4 if title else 0)))
-    if images.shape[1] == 1:  # make_grid repeats one channel to three: show one with a fixed range
+    if images.shape[1] == 1:  # tile repeats one channel to three: show one with a fixed range
         ax.imshow(grid[0].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     else:
         ax.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest")
@@ -53,7 +53,7 @@ def class_rows(images: torch.Tensor, names: list[str], title: str | None = None,
     ax, size = fig.axes[0], images.shape[-2]
     ax.set_axis_on()
     ax.set_xticks([])
-    ax.set_yticks([2 + i * (size + 2) + size / 2 for i in range(len(names))], names)  # make_grid pads by 2
+    ax.set_yticks([2 + i * (size + 2) + size / 2 for i in range(len(names))], names)  # tile pads by 2
     ax.tick_params(left=False)
     for spine in ax.spines.values():
         spine.set_visible(False)

@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from torchvision.utils import make_grid
 
+from ..grids import tile
 
 
 class Board:
@@ -29,8 +29,7 @@ class Board:
 
     def grid(self, step: int, images: torch.Tensor, columns: int) -> None:
         """The fixed-noise grid (B, C, H, W) in [-1, 1], laid out as its PNG."""
-        self.writer.add_image("samples/fixed noise", make_grid(images.float().cpu(), nrow=columns, normalize=True,
-                                                                value_range=(-1, 1), padding=2), step)
+        self.writer.add_image("samples/fixed noise", tile(images, columns), step)
 
     def close(self) -> None:
         self.writer.close()

@@ -25,11 +25,10 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from torchvision.utils import save_image
 from tqdm.auto import tqdm  # in JupyterLab: the notebook's live bar (ipywidgets)
 
 from .. import config as config_lib
-from .. import evaluators, families, models
+from .. import evaluators, families, grids, models
 from ..config import Config
 from ..data import ImageData, load_data
 from ..models import CheckpointError, ModelFamily, Precision, count_parameters
@@ -374,9 +373,7 @@ def fixed_noise(config: Config, family: ModelFamily) -> tuple[torch.Tensor, torc
 
 def save_grid(images: torch.Tensor, path: str | Path, columns: int) -> None:
     """Images (N, C, H, W) in [-1, 1] as a PNG grid of ``columns``, written atomically."""
-    buffer = io.BytesIO()
-    save_image(images, buffer, format="png", nrow=columns, normalize=True, value_range=(-1, 1), padding=2)
-    write_atomic(path, buffer.getvalue())
+    write_atomic(path, grids.png(images, columns))
 
 
 def read_log(path: str | Path) -> list[dict[str, float]]:
