@@ -72,14 +72,26 @@ def execute_notebook(notebook: Path, out: Path, parameters: dict[str, Any], cwd:
         cwd=str(cwd), kernel_name="python3", progress_bar=False, log_output=False, km=kernel)
 
 
+# what %reset -f forgets (the user's names, the output history and its _N names, the figures),
+# without its two full garbage collections (0.45 s per notebook on a 2-core CPU)
+CLEAR = ("(lambda ip: [ip.user_ns.pop(name) for name in list(ip.user_ns) if name not in ip.user_ns_hidden\n"
+         "             or (name[:1] == '_' and name[1:].isdigit())])(get_ipython())\n"
+         "get_ipython().user_ns['_oh'].clear()\n"
+         "get_ipython().user_ns.update(_='', __='', ___='')\n"
+         "__import__('matplotlib.pyplot').pyplot.close('all')")
+
+
 def _clear_namespace(kernel: KernelManager) -> None:
-    """Forget the previous notebook's variables and figures (imported modules stay loaded)."""
+    """Forget the previous notebook's variables and figures (imported modules stay loaded). On
+    the shell channel alone: its reply says when it is done, with no wait for the output channel."""
     client = kernel.blocking_client()
-    client.start_channels()
+    client.start_channels(iopub=False, stdin=False, hb=False, control=False)
     try:
-        client.wait_for_ready(timeout=60)
-        reply = client.execute_interactive("%reset -f\nimport matplotlib.pyplot\nmatplotlib.pyplot.close('all')",
-                                           timeout=60, output_hook=lambda msg: None)
+        sent = client.execute(CLEAR, silent=True, store_history=False)
+        while True:
+            reply = client.get_shell_msg(timeout=120)
+            if reply["parent_header"].get("msg_id") == sent:
+                break
         if reply["content"]["status"] != "ok":
             raise RuntimeError(f"clearing the kernel failed: {reply['content'].get('evalue')}")
     finally:
