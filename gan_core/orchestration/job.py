@@ -22,6 +22,13 @@ from traitlets import default
 from ..reporting import html as report
 from ..rundir import RunDir, write_atomic
 
+# nbformat validates with jsonschema, which imports rfc3987_syntax when it is installed (JupyterLab's
+# jupyter-events pulls it in) for its "iri" format checker; that module builds a grammar at import:
+# 3 s in every process that reads a notebook on a 2-core CPU (python-jsonschema/jsonschema#1392).
+# No notebook schema uses the format, and without the module jsonschema leaves it unchecked.
+if "jsonschema" not in sys.modules:
+    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[assignment]
+
 
 class IPCKernelManager(KernelManager):
     """A kernel on Unix sockets beside its connection file: no TCP port to race for."""
