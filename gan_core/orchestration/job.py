@@ -60,6 +60,12 @@ def started_kernel(cwd: Path) -> Iterator[KernelManager]:
                               connection_file=os.path.join(sockets, "kernel.json"))
     kernel.start_kernel(cwd=str(cwd))
     try:
+        client = kernel.blocking_client()
+        client.start_channels()
+        try:
+            client.wait_for_ready(timeout=60)  # raises when the kernel dies while starting
+        finally:
+            client.stop_channels()
         yield kernel
     finally:
         kernel.shutdown_kernel(now=True)
@@ -137,9 +143,9 @@ def execute_run(job: Job) -> dict[str, Any]:
         else:
             status["status"] = "ok"
     status["duration_s"] = round(time.perf_counter() - start, 1)
-    if status["status"] == "ok":  # the reports' own time, measured when they were made: not the training in them
+    if status["status"] == "ok":  # all of this run's time but its training: kernel, notebooks, pages, PDFs
         trained = run.read_metrics().get("training", {}).get("session_seconds", 0.0)
-        status["reports_s"] = round(sum(durations.values()) - trained, 1)
+        status["reports_s"] = round(status["duration_s"] - trained, 1)
     run.write_status(status)
     if status["status"] == "ok":
         write_atomic(run.done, job.key)
