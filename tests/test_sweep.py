@@ -51,6 +51,21 @@ variants:
     assert run.overrides == {"loss.kind": "mse", "train.batch_size": 32, "model.latent_dim": 100}
 
 
+def test_set_reaches_the_runs_of_another_family(tmp_path):
+    """A DCGAN base with a DDPM variant: the set's diffusion settings (a section the base lacks)
+    reach the DDPM runs, under the variant's own (gan_vs_ddpm's quick DDIM steps were lost)."""
+    sweep = load_sweep(write_sweep(tmp_path, """
+set: {diffusion.sample_steps: 25, diffusion.timesteps: 100, train.epochs: 1}
+variants:
+  gan: {}
+  ddpm: {model.arch: ddpm, diffusion.timesteps: 50}
+"""))
+    gan, ddpm = sweep.runs
+    assert gan.config.model.arch == "dcgan" and gan.config.train.epochs == 1
+    assert (ddpm.config.family.sample_steps, ddpm.config.family.timesteps, ddpm.config.train.epochs) == (25, 50, 1)
+    assert ddpm.overrides == {"model.arch": "ddpm", "diffusion.timesteps": 50}
+
+
 @pytest.mark.parametrize("body, message", [
     ("grid:\n  train.batch_size: [16, 0]\n", "s.yaml (run bs0): train.batch_size must be > 0 (got 0)"),
     ("grid:\n  train.bach_size: [16]\n", "unknown key train.bach_size"),

@@ -109,7 +109,8 @@ def load_sweep(path: str | Path, quick: bool = False, overrides: dict[str, Any] 
         raise ConfigError(f"{path}: unknown key {sorted(unknown)[0]} (known: {', '.join(sorted(SWEEP_KEYS))})")
     executor = parse_settings(raw.get("executor"), path)
     base_path = _find(path, raw["base"], "base")
-    base = config_lib.load(base_path, _mapping(path, raw, "set"), origin=f"{path}: set" + (" and quick.set" * quick))
+    settings = _mapping(path, raw, "set")
+    base = config_lib.load(base_path, settings, origin=f"{path}: set" + (" and quick.set" * quick))
     overrides = overrides or {}
     if overrides:
         base.replace(overrides, f"{path} with --set {', '.join(overrides)}")  # errors name --set, not the file
@@ -119,7 +120,9 @@ def load_sweep(path: str | Path, quick: bool = False, overrides: dict[str, Any] 
         for seed in seeds or [None]:
             name, seeded = ((configuration.name, configuration.overrides) if seed is None else
                             (f"{configuration.name}-s{seed}", {**configuration.overrides, "train.seed": seed}))
-            config = base.replace({**seeded, **overrides}, f"{path} (run {name})")
+            # set again with the run's own: a family section the base lacks (diffusion.* on a DCGAN
+            # base) is checked there and dropped, and must reach the runs of that family
+            config = base.replace({**settings, **seeded, **overrides}, f"{path} (run {name})")
             runs.append(Run(name, seeded, config, configuration.name, seed, configuration.variant,
                             configuration.reference))
     for run in runs:
