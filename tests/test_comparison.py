@@ -127,6 +127,12 @@ def test_a_relation_across_checkpoints():
                             "s.yaml", ["z10"], {"fd"}, {"fd", "loss_g"})
     answer = claims.answer(declared, runs_table({10: [1, 2, 3]}), curves).iloc[0]
     assert answer["verdict"] == "contradicted" and answer["diff"] == pytest.approx(-1.0)  # G loss rose, FD fell
+    rows = [{"configuration": "z10", "seed": s, "epoch": e, "loss_g": [1, 3, 2, 4][e - 1] if s else e, "fd": e}
+            for s in range(2) for e in range(1, 5)]  # correlations 1 and 0.8: a t-interval beyond 1
+    curves = {"losses": pd.DataFrame(rows)[["configuration", "seed", "epoch", "loss_g"]],
+              "quality": pd.DataFrame(rows)[["configuration", "seed", "epoch", "fd"]]}
+    answer = claims.answer(declared, runs_table({10: [1, 2]}), curves).iloc[0]
+    assert answer["diff"] == pytest.approx(0.9) and answer["low"] >= -1 and answer["high"] == 1  # cut to [-1, 1]
 
 
 @pytest.mark.parametrize("claim, message", [

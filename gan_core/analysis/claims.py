@@ -174,8 +174,8 @@ def _measure(claim: Claim, runs: pd.DataFrame, curves: dict[str, pd.DataFrame]) 
                    mean_a=float(r.mean()) if len(r) else math.nan, boundary=0.0,
                    sign=1.0 if claim.sign == "positive" else -1.0)
         if len(r) >= 2:
-            d = stats.one_sample(r)
-            row.update(diff=d.diff, low=d.low, high=d.high, p=d.p, sd=d.sd)
+            d = stats.one_sample(r)  # a mean correlation lies in [-1, 1]: so does its interval
+            row.update(diff=d.diff, low=max(d.low, -1.0), high=min(d.high, 1.0), p=d.p, sd=d.sd)
         return row
     ok = runs[runs["status"] == "ok"]
     a = ok.loc[ok["configuration"] == claim.a, claim.score].dropna().to_numpy(float) if claim.score in ok else []
