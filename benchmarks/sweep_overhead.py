@@ -3,8 +3,9 @@
     python benchmarks/sweep_overhead.py reports/quick
 
 Reads each run's status.json (seconds per notebook, and its reports' time: all of the run's
-time but its training, the kernel's start and the pages included) and metrics.json (the training time over all of the run's invocations)
-and prints them with the share of the time spent outside training.
+time but its training, the kernel's start and the pages included) and metrics.json (the
+training time over all of the run's invocations) and prints them with the share of the time
+spent outside training.
 """
 from __future__ import annotations
 
