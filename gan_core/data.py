@@ -6,6 +6,7 @@ stream from disk through a DataLoader with resize, crop and flips.
 """
 from __future__ import annotations
 
+import functools
 import gzip
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,7 +149,15 @@ def _targets(dataset: Dataset) -> list[int]:
 
 
 def read_idx(path: Path) -> np.ndarray:
-    """Read an IDX file (gzipped or not), as MNIST-style sets ship."""
+    """Read an IDX file (gzipped or not), as MNIST-style sets ship; read-only. A process keeps
+    what it has read while the file is unchanged: a run's notebooks each load the data set, and
+    gunzipping Fashion-MNIST's training images takes about 0.4 s on a 2-core CPU."""
+    stat = path.stat()
+    return _read_idx(path.resolve(), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=4)
+def _read_idx(path: Path, mtime_ns: int, size: int) -> np.ndarray:  # the file's state is the cache key
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as f:
         raw = f.read()

@@ -10,7 +10,7 @@ from PIL import Image
 from scipy.io import savemat
 
 from gan_core.config import ConfigError, from_dict
-from gan_core.data import DEBIAN_FASHION_MNIST, DataError, ImageData, load_data
+from gan_core.data import DEBIAN_FASHION_MNIST, DataError, ImageData, load_data, read_idx
 
 CIFAR_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
@@ -207,6 +207,18 @@ def test_fashion_mnist_from_root(tmp_path):
     assert torch.allclose(data.images, unit(images)[:, None])
     test = load(tmp_path / "fmnist", name="fashion-mnist", split="test", image_size=32)
     assert_images(test.images, (12, 1, 32, 32))
+
+
+def test_idx_files_are_read_once_until_they_change(tmp_path):
+    """A run's notebooks each load the data set: the decoded file is kept while it is unchanged,
+    read-only (load_data copies it), and read again once it changes."""
+    path = tmp_path / "images-idx3-ubyte.gz"
+    write_idx(path, np.zeros((3, 2, 2), np.uint8))
+    first = read_idx(path)
+    assert read_idx(path) is first and not first.flags.writeable
+    write_idx(path, np.full((4, 2, 2), 7, np.uint8))
+    changed = read_idx(path)
+    assert changed.shape == (4, 2, 2) and changed.max() == 7
 
 
 def test_fashion_mnist_missing_root(tmp_path):

@@ -94,7 +94,7 @@ def test_six_processes_compute_a_cache_once(tmp_path, before):
 @pytest.mark.slow
 def test_six_evaluations_at_once_share_one_cache(tiny_config, tmp_path):
     """gan-workbook evaluate six times at once on an empty cache: all succeed, the evaluator,
-    the test split's features and the floor are each computed once; then again over a truncated
+    the test split's features, their k-NN radii and the floor are each computed once; then again over a truncated
     features file and a foreign floor file: recomputed once, never trusted."""
     from gan_core.training import train
     cache = tmp_path / "cache"
@@ -113,8 +113,8 @@ def test_six_evaluations_at_once_share_one_cache(tiny_config, tmp_path):
 
     said = evaluate_six()
     assert said.count("training the") == 1 and said.count("computing the features") == 1, said
-    assert said.count("the floor (once") == 1, said
-    features = next(cache.rglob("*.test-*.pt"))
+    assert said.count("the floor (once") == 1 and said.count("k-NN radii of 64 test") == 1, said
+    features = next(path for path in cache.rglob("*.test-*.pt") if ".radii-" not in path.name)
     features.write_bytes(features.read_bytes()[:100])  # truncated: a disk that filled up, a killed copy
     floor = next(cache.rglob("*.floor-*.json"))
     floor.write_text(json.dumps({"key": {"another": "floor"}, "scores": {"fd": 0.0}}))

@@ -36,31 +36,44 @@ def sample_images(family: ModelFamily, n: int, seed: int) -> tuple[torch.Tensor,
 class Scorer:
     """Scores generators of one config against its real test split, and the real floor.
 
-    What depends on the real side alone is computed once: the test features, their k-NN radii
-    per sample count, and the floor, which is cached beside the evaluator (it depends on the data
-    set, the evaluator, the sample count and the score settings, not on any run)."""
+    What depends on the real side alone is computed once and cached beside the evaluator: the
+    test features, their k-NN radii per sample count, and the floor (it depends on the data set,
+    the evaluator, the sample count and the score settings, not on any run)."""
 
     def __init__(self, config: Config, log: Callable[[str], None] = print):
         self.config, self.log = config, log
         self.model, self.info = load_evaluator(config, log)
         self.name = f"FD ({DISPLAY_NAMES[config.data.name]} classifier)"
         self.test = evaluator_data(config, "test", classes=config.data.classes)
-        self._real_features = self._cached_test_features()
+        self._test_key = _key({"classes": self.config.data.classes})
+        self._real_features = self._cached_tensor(
+            f"test-{self._test_key}", (len(self.test), 128), f"the features of the {len(self.test):,} test images",
+            lambda: features_and_classes(self.model, self.test.images)[0])
         self._radii: dict[int, torch.Tensor] = {}
 
-    def _cached_test_features(self) -> torch.Tensor:
-        """The test split's features, cached beside the evaluator (they depend on nothing else)."""
-        path = cache_folder(self.config) / f"{self.info['id']}.test-{_key({'classes': self.config.data.classes})}.pt"
+    def _cached_tensor(self, name: str, shape: tuple[int, ...], what: str,
+                       compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """A tensor that depends on the evaluator and the test split alone, cached beside the evaluator."""
+        path = cache_folder(self.config) / f"{self.info['id']}.{name}.pt"
 
         def load(data: bytes) -> torch.Tensor | None:
             cached = torch.load(io.BytesIO(data), weights_only=True)
-            return cached if isinstance(cached, torch.Tensor) and cached.shape == (len(self.test), 128) else None
+            return cached if isinstance(cached, torch.Tensor) and cached.shape == shape else None
 
-        def compute() -> torch.Tensor:
-            self.log(f"computing the features of the {len(self.test):,} test images (once; cached in {path.parent})")
-            return features_and_classes(self.model, self.test.images)[0]
+        def logged() -> torch.Tensor:
+            self.log(f"computing {what} (once; cached in {path.parent})")
+            return compute()
 
-        return compute_once(path, compute, to_bytes, load, self.log)
+        return compute_once(path, logged, to_bytes, load, self.log)
+
+    def _real_radii(self, n: int) -> torch.Tensor:
+        """(n,) the k-NN radii of the first n test features (1 s at 10,000 on a 2-core CPU): cached."""
+        k = self.config.eval.nearest_k
+        if n not in self._radii:
+            self._radii[n] = self._cached_tensor(
+                f"test-{self._test_key}.radii-{n}-k{k}", (n,), f"the k-NN radii of {n:,} test features",
+                lambda: kth_radii(self._real_features[:n], k))
+        return self._radii[n]
 
     def score(self, images: torch.Tensor, requested: torch.Tensor | None = None,
               detail: bool = True) -> dict[str, Any]:
@@ -71,9 +84,7 @@ class Scorer:
         images = to_evaluator_input(images, self.config)
         fake, predicted = features_and_classes(self.model, images)
         real = self._real_features[:len(images)]
-        if len(real) not in self._radii:
-            self._radii[len(real)] = kth_radii(real, self.config.eval.nearest_k)
-        scores = {**feature_scores(real, fake, self.config.eval, real_radii=self._radii[len(real)], detail=detail),
+        scores = {**feature_scores(real, fake, self.config.eval, real_radii=self._real_radii(len(real)), detail=detail),
                   **class_scores(predicted, self.test.labels, list(self.test.classes)),
                   "samples": len(images), "real_samples": len(real)}
         if requested is not None:
