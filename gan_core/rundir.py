@@ -291,6 +291,18 @@ class RunDir:
         write_json(self.metrics, metrics)
         return metrics
 
+    def seed_fds(self) -> list[float]:
+        """The FDs of the finished runs of this run's configuration in its sweep (its own among
+        them), when the sweep runs it with seeds; else []."""
+        sweep = SweepDir(self.root.parent)
+        runs = sweep.read_sweep().get("runs", [])
+        me = next((r for r in runs if r["name"] == self.name and r.get("seed") is not None), None)
+        if me is None:
+            return []
+        fds = [RunDir(sweep.root / r["name"]).read_metrics().get("evaluation", {}).get("final", {}).get("fd")
+               for r in runs if r["configuration"] == me["configuration"]]
+        return [fd for fd in fds if fd is not None]
+
     def require_trained(self) -> dict[str, Any]:
         """metrics.json's training section of a run whose training finished (checkpoints/last.pt,
         and the steps its last training asked for); a cheap check, no torch, no data.

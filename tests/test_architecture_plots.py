@@ -313,3 +313,17 @@ def test_class_rows_name_each_row():
     assert [t.get_text() for t in ax.get_yticklabels()] == ["Sneaker", "Bag"]
     with pytest.raises(ValueError, match="evenly"):
         images.class_rows(torch.rand(5, 1, 28, 28), ["Sneaker", "Bag"])
+
+
+def test_nearest_neighbours_is_one_picture_with_each_distance_above_its_image():
+    fake = torch.full((2, 1, 28, 28), -1.0)  # black
+    neighbours = torch.ones(2, 3, 1, 28, 28)  # white
+    neighbours[1, 2] = 0.0  # one grey neighbour: row 2, column 4
+    fig = images.nearest_neighbours(fake, neighbours, torch.tensor([[0.5, 1.0, 2.0], [3.0, 4.0, 5.5]]))
+    (ax,) = fig.axes
+    (picture,) = ax.get_images()
+    data = np.asarray(picture.get_array())
+    labels = {text.get_text(): text.get_position() for text in ax.texts}
+    assert list(labels) == ["generated", "d=0.5", "d=1.0", "d=2.0", "d=3.0", "d=4.0", "d=5.5"]
+    pixel = lambda label: data[int(labels[label][1]) + 14, int(labels[label][0])]  # the image under a label
+    assert pixel("generated") == 0 and pixel("d=0.5") == 1 and pixel("d=4.0") == 1 and pixel("d=5.5") == 0.5

@@ -11,6 +11,7 @@ from gan_core import evaluators
 from gan_core.evaluation.evaluator import cache_folder, evaluator_data, load_evaluator
 from gan_core.models import load_family
 from gan_core.reporting.prose import score_reading
+from gan_core.rundir import RunDir, write_json
 from gan_core.training import train
 
 from .conftest import real_data_name
@@ -266,3 +267,18 @@ def test_a_damaged_shipped_evaluator_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(evaluators, "FOLDER", folder)
     with pytest.raises(evaluators.EvaluatorError, match="does not match its manifest"):
         load_evaluator(digits_config(tmp_path), log=lambda s: None)
+
+
+def test_a_run_reads_the_fds_of_its_configurations_seeds(tmp_path):
+    """For the evaluation page's seed sentence: the FDs of the finished seeds of the run's own
+    configuration, read from the sweep folder's files; [] for a run without seeds."""
+    runs = [{"name": f"{c}-s{s}", "configuration": c, "seed": s} for c in ("a", "b") for s in (0, 1, 2)]
+    write_json(tmp_path / "sweep.json", {"runs": runs})
+    for fd, run in zip((10.0, 12.0, None, 30.0, 31.0, 32.0), runs):
+        RunDir(tmp_path / run["name"]).root.mkdir()
+        if fd is not None:  # a-s2 has not been scored yet
+            RunDir(tmp_path / run["name"]).update_metrics(evaluation={"final": {"fd": fd}})
+    assert RunDir(tmp_path / "a-s1").seed_fds() == [10.0, 12.0]
+    assert RunDir(tmp_path / "b-s0").seed_fds() == [30.0, 31.0, 32.0]
+    write_json(tmp_path / "sweep.json", {"runs": [{**r, "seed": None} for r in runs]})
+    assert RunDir(tmp_path / "a-s1").seed_fds() == []

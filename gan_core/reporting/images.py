@@ -111,13 +111,26 @@ def feature_pca(real: torch.Tensor, fake: torch.Tensor) -> Figure:
 
 
 def nearest_neighbours(fake: torch.Tensor, neighbours: torch.Tensor, distances: torch.Tensor) -> Figure:
-    """Each generated image (Q, C, H, W) followed by its k nearest real images (Q, k, C, H, W)."""
+    """Each generated image (Q, C, H, W) followed by its k nearest real images (Q, k, C, H, W),
+    each with its distance above it. One picture on one axes: Q x (k + 1) axes took about 2 s
+    to draw on a CPU core."""
     q, k = distances.shape
-    fig, axes = blank(q, k + 1, figsize=(1.3 * (k + 1), 1.35 * q))
-    axes = np.atleast_2d(axes)
+    height, width = fake.shape[-2:]
+    cells = (torch.cat([fake[:, None], neighbours], 1).detach().float().cpu().clamp(-1, 1) + 1) / 2
+    gap, room, split = max(2, width // 14), max(8, height // 3), width // 2  # between; above (text); after column 1
+    canvas = torch.ones(cells.shape[2], q * (height + room), (k + 1) * (width + gap) + split + gap)
+    fig, ax = blank(figsize=(1.3 * (k + 1) + 0.3, 1.35 * q))
     for row in range(q):
-        image_grid(fake[row:row + 1], ax=axes[row, 0], title="generated" if row == 0 else None)
-        for col in range(k):
-            image_grid(neighbours[row, col:col + 1], ax=axes[row, col + 1])
-            axes[row, col + 1].set_title(f"d={distances[row, col]:.1f}", fontsize=8)
+        top = room + row * (height + room)
+        for col in range(k + 1):
+            left = gap + col * (width + gap) + (split if col else 0)
+            canvas[:, top:top + height, left:left + width] = cells[row, col]
+            label = (f"d={distances[row, col - 1]:.1f}" if col else "generated" if row == 0 else None)
+            if label:
+                ax.text(left + width / 2, top - 1, label, ha="center", va="bottom", fontsize=8 if col else 11)
+    if canvas.shape[0] == 1:
+        ax.imshow(canvas[0].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    else:
+        ax.imshow(canvas.permute(1, 2, 0).numpy(), interpolation="nearest")
+    ax.set_axis_off()
     return fig

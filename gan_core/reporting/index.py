@@ -231,19 +231,6 @@ def sweep_header_html(sweep_dir: str | Path) -> str:
     return facts_table(facts)
 
 
-def seed_fds(run_dir: str | Path) -> list[float]:
-    """The FDs of the finished runs of ``run_dir``'s configuration in its sweep (its own among
-    them), when the sweep runs it with seeds; else []."""
-    sweep = SweepDir(Path(run_dir).parent)
-    runs = sweep.read_sweep().get("runs", [])
-    me = next((r for r in runs if r["name"] == Path(run_dir).name and r.get("seed") is not None), None)
-    if me is None:
-        return []
-    fds = [RunDir(sweep.root / r["name"]).read_metrics().get("evaluation", {}).get("final", {}).get("fd")
-           for r in runs if r["configuration"] == me["configuration"]]
-    return [fd for fd in fds if fd is not None]
-
-
 def seed_curves(sweep_dir: str | Path, table: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Long tables of the finished runs for figures with seeds and for claims: ``losses``
     (configuration, seed, epoch, the mean per epoch of each logged column), ``quality``
