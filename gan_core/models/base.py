@@ -243,10 +243,12 @@ class ModelFamily:
         return torch.randn(n, self.latent_dim, generator=generator)
 
     @torch.no_grad()
-    def generate(self, z: torch.Tensor, labels: torch.Tensor | None = None, batch: int = 500,
+    def generate(self, z: torch.Tensor, labels: torch.Tensor | None = None, batch: int = 128,
                  network: nn.Module | None = None) -> torch.Tensor:
         """Images (N, C, H, W) in [-1, 1] (float32, on the CPU) from latents (N, latent_dim)
-        [and class ids (N,); default: the trained classes in turn], in eval mode without gradients."""
+        [and class ids (N,); default: the trained classes in turn], in eval mode without gradients,
+        ``batch`` at a time (on a CPU core a DDPM samples 1.5x faster in batches of 128 than of
+        500, a DCGAN as fast)."""
         network = network or self.sampler
         labels = self.default_labels(len(z)) if labels is None else labels
         device = self.precision.device
