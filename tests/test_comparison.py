@@ -12,7 +12,7 @@ from gan_core.analysis import claims, comparison
 from gan_core.analysis import stats as seed_stats
 from gan_core.config import ConfigError
 from gan_core.orchestration.sweep import load_sweep
-from gan_core.reporting import sweep_figures
+from gan_core.reporting import index, sweep_figures
 
 from .test_sweep import write_sweep
 
@@ -148,6 +148,23 @@ def test_bad_claims_are_refused_before_any_work(tmp_path, claim, message):
     body = "grid:\n  model.latent_dim: [10, 100]\nseeds: [0, 1]\nclaims: " + yaml.safe_dump([claim], default_flow_style=True)
     with pytest.raises(ConfigError, match=message):
         load_sweep(write_sweep(tmp_path, body))
+
+
+def test_settings_changed_together_share_one_figure():
+    """loss_comparison's lr1e-3 sets D's and G's rate, its MLPs their arch with more data: one
+    figure for each group, its ticks the joined values; a setting of its own keeps its figure."""
+    table = runs_table({10: [75, 71], 100: [88, 85], 50: [86, 90]})
+    table["optim_d.lr"] = table["optim_g.lr"] = table["configuration"].map({"z10": 1e-3, "z100": 2e-4, "z50": 2e-4})
+    table["mlp.g_hidden"] = table["configuration"].map({"z10": None, "z100": "[256, 512]", "z50": None})
+    settings = ["model.latent_dim", "optim_d.lr", "mlp.g_hidden", "optim_g.lr"]
+    groups = index.setting_groups(table, settings)
+    assert groups == [["model.latent_dim"], ["optim_d.lr", "optim_g.lr"], ["mlp.g_hidden"]]
+    fig = sweep_figures.scores_by_setting(table, groups[1])
+    assert fig.axes[0].get_xlabel() == "optim_d.lr / optim_g.lr" and fig.texts[0].get_text().startswith(
+        "Scores by optim_d.lr / optim_g.lr:")
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["0.0002 / 0.0002", "0.001 / 0.001"]
+    assert [t.get_text() for t in sweep_figures.scores_by_setting(table, ["mlp.g_hidden"]).axes[0].get_xticklabels()] \
+        == ["-", "[256, 512]"]
 
 
 def test_per_configuration_rows_and_ties():

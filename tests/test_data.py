@@ -1,5 +1,6 @@
 """gan_core.data on tiny fixtures written in each library's own on-disk format (no network)."""
 import gzip
+import os
 import pickle
 from pathlib import Path
 
@@ -219,6 +220,10 @@ def test_idx_files_are_read_once_until_they_change(tmp_path):
     write_idx(path, np.full((4, 2, 2), 7, np.uint8))
     changed = read_idx(path)
     assert changed.shape == (4, 2, 2) and changed.max() == 7
+    stat = path.stat()
+    write_idx(path, np.full((4, 2, 2), 9, np.uint8))  # the same size, rewritten within the same clock tick
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
+    assert read_idx(path).max() == 9
 
 
 def test_fashion_mnist_missing_root(tmp_path):

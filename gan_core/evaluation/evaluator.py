@@ -164,7 +164,8 @@ def cache_path(config: Config) -> Path:
 
 
 def cache_folder(config: Config) -> Path:
-    """The folder of trained evaluators and of every evaluator's cached features and floors."""
+    """The folder of trained evaluators and of every evaluator's cached test features, their
+    k-NN radii and floors."""
     return Path(config.eval.cache_dir).expanduser() / "evaluators"
 
 

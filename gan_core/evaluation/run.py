@@ -22,7 +22,7 @@ from .evaluator import (EVALUATOR_SIZES, cache_folder, evaluator_data, features_
                         load_evaluator, to_evaluator_input)
 from .scores import SCORES, class_scores, conditional_scores, feature_scores, kth_radii, pixel_statistics
 
-FLOOR_VERSION = 1  # bump when the floor's scores change: cached floors are then recomputed
+FLOOR_VERSION = 1  # bump when the floor's scores (or k-NN radii) change: cached ones are then recomputed
 PIXEL_SAMPLES = 500  # generated images for the pixel statistics of data without an evaluator
 
 
@@ -70,9 +70,9 @@ class Scorer:
         """(n,) the k-NN radii of the first n test features (1 s at 10,000 on a 2-core CPU): cached."""
         k = self.config.eval.nearest_k
         if n not in self._radii:
-            self._radii[n] = self._cached_tensor(
-                f"test-{self._test_key}.radii-{n}-k{k}", (n,), f"the k-NN radii of {n:,} test features",
-                lambda: kth_radii(self._real_features[:n], k))
+            name = f"test-{self._test_key}.radii-{n}-k{k}-v{FLOOR_VERSION}"
+            self._radii[n] = self._cached_tensor(name, (n,), f"the k-NN radii of {n:,} test features",
+                                                 lambda: kth_radii(self._real_features[:n], k))
         return self._radii[n]
 
     def score(self, images: torch.Tensor, requested: torch.Tensor | None = None,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 
 import matplotlib.pyplot as plt
-import numpy as np
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -116,7 +115,8 @@ def nearest_neighbours(fake: torch.Tensor, neighbours: torch.Tensor, distances: 
     to draw on a CPU core."""
     q, k = distances.shape
     height, width = fake.shape[-2:]
-    cells = (torch.cat([fake[:, None], neighbours], 1).detach().float().cpu().clamp(-1, 1) + 1) / 2
+    fake, neighbours = (images.detach().float().cpu() for images in (fake, neighbours))
+    cells = (torch.cat([fake[:, None], neighbours], 1).clamp(-1, 1) + 1) / 2
     gap, room, split = max(2, width // 14), max(8, height // 3), width // 2  # between; above (text); after column 1
     canvas = torch.ones(cells.shape[2], q * (height + room), (k + 1) * (width + gap) + split + gap)
     fig, ax = blank(figsize=(1.3 * (k + 1) + 0.3, 1.35 * q))

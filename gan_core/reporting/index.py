@@ -46,6 +46,17 @@ def settings_of(runs: list[dict[str, Any]]) -> list[str]:
     return list(dict.fromkeys(k for r in runs for k in r["settings"] if k != "train.seed"))
 
 
+def setting_groups(table: pd.DataFrame, settings: list[str]) -> list[list[str]]:
+    """``settings`` grouped by how they split the runs of ``table``: settings that change
+    together (D's and G's learning rate, an MLP's data and epochs with its arch) group the
+    configurations alike, so one figure shows them all."""
+    groups: dict[tuple, list[str]] = {}
+    for setting in settings:
+        values = table[setting].map(repr).tolist()  # None and NaN (another family's key) are values too
+        groups.setdefault(tuple(values.index(v) for v in values), []).append(setting)
+    return list(groups.values())
+
+
 def sweep_table(sweep_dir: str | Path) -> pd.DataFrame:
     """One row per run: its configuration, seed, variant, reference and the value it ran with
     of each varied setting, status, times and figures (scores, loss figures, stability)."""

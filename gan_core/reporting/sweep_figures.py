@@ -49,24 +49,34 @@ def _seeds_note(runs: pd.DataFrame) -> str:
     return f"{n} seed{'s' if counts.max() > 1 else ''} per configuration"
 
 
-def scores_by_setting(runs: pd.DataFrame, setting: str,
+def scores_by_setting(runs: pd.DataFrame, setting: str | list[str],
                       scores: tuple[str, ...] = ("fd", "precision", "recall", "coverage")) -> Figure | None:
-    """One panel per score: every seed as a point for each value of ``setting``, the mean and
+    """One panel per score: every seed as a point for each value of ``setting`` (or of settings
+    that change together, ``index.setting_groups``: their values joined by " / "), the mean and
     its 95 % t-interval beside them."""
     ok = runs[runs["status"] == "ok"]
     scores = tuple(s for s in scores if s in ok and ok[s].notna().any())
     if not scores or ok.empty:
         return None
+    group = [setting] if isinstance(setting, str) else list(setting)
+    setting = " / ".join(group)  # several: the full keys (optim_d.lr / optim_g.lr, not lr / lr)
+    ok = ok.assign(**{setting: ok[group].map(_value).agg(" / ".join, axis=1)})
+    shown = setting if len(group) > 1 else column_label(setting)
     fig, axes = plt.subplots(1, len(scores), figsize=(3.2 * len(scores), 3.4), layout="constrained", squeeze=False)
     order = sorted(ok[setting].unique(), key=_natural)
     for ax, score in zip(axes[0], scores):
         sns.stripplot(data=ok, x=setting, y=score, order=order, ax=ax, color="0.45", size=4, jitter=0.08, alpha=0.8)
         sns.pointplot(data=ok, x=setting, y=score, order=order, errorbar=t_errorbar(score), capsize=0.15, ax=ax,
                       color="C3", linestyle="none", markers="D")
-        ax.set_xlabel(column_label(setting))
+        ax.set_xlabel(shown)
         ax.set_ylabel(column_label(score) + (" (lower is better)" if score == "fd" else ""))
-    fig.suptitle(f"Scores by {column_label(setting)}: {INTERVAL} ({_seeds_note(ok)})")
+    fig.suptitle(f"Scores by {shown}: {INTERVAL} ({_seeds_note(ok)})")
     return _closed(fig)
+
+
+def _value(value: object) -> str:
+    """A setting's value as a tick label; "-" where a run's family has no such setting."""
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
 
 
 def heatmap(configurations: pd.DataFrame, rows: str, columns: str, score: str = "fd") -> Figure | None:
