@@ -12,6 +12,7 @@ closed Figure (shown once by a notebook), or None when there is nothing to draw.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Callable
 
 import matplotlib.pyplot as plt
@@ -68,15 +69,22 @@ def scores_by_setting(runs: pd.DataFrame, setting: str | list[str],
         sns.stripplot(data=ok, x=setting, y=score, order=order, ax=ax, color="0.45", size=4, jitter=0.08, alpha=0.8)
         sns.pointplot(data=ok, x=setting, y=score, order=order, errorbar=t_errorbar(score), capsize=0.15, ax=ax,
                       color="C3", linestyle="none", markers="D")
-        ax.set_xlabel(shown)
+        ax.set_xticks(range(len(order)), [_tick(value) for value in order])
+        ax.set_xlabel(shown if len(group) == 1 else "")  # a group's names are in the title, its values stacked
         ax.set_ylabel(column_label(score) + (" (lower is better)" if score == "fd" else ""))
     fig.suptitle(f"Scores by {shown}: {INTERVAL} ({_seeds_note(ok)})")
     return _closed(fig)
 
 
 def _value(value: object) -> str:
-    """A setting's value as a tick label; "-" where a run's family has no such setting."""
-    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+    """A setting's value as text; "-" where a run's family has no such setting."""
+    missing = value is None or value == "" or (isinstance(value, float) and math.isnan(value))
+    return "-" if missing else str(value)
+
+
+def _tick(value: str) -> str:
+    """A tick label: a group's values one per line, long ones (lists of widths) wrapped."""
+    return "\n".join(textwrap.fill(part, 14) for part in value.split(" / "))
 
 
 def heatmap(configurations: pd.DataFrame, rows: str, columns: str, score: str = "fd") -> Figure | None:
