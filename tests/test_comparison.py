@@ -116,6 +116,23 @@ def test_claims_are_answered_with_power():
     assert "80 % power" in said and "no difference" not in said
 
 
+def test_a_claim_on_a_score_the_runs_lack_is_not_answerable():
+    """Flowers102 has no labelled evaluator, so its runs have no FD: its FD claims are not
+    answerable, which is not the same as too few finished runs."""
+    table = runs_table({10: [75, 71], 100: [88, 85]}).assign(fd=np.nan)
+    declared = claims.parse([
+        {"claim": "z=100 beats z=10", "predicts": {"better": "z100", "than": "z10", "score": "fd"}},
+        {"claim": "G loss shows progress", "predicts": {"relation": ["loss_g", "fd"], "across": "checkpoints",
+                                                        "sign": "positive"}}], "s.yaml", ["z10", "z100"], {"fd"},
+        {"fd", "loss_g"})
+    losses = pd.DataFrame([{"configuration": "z10", "seed": s, "epoch": e, "loss_g": 1.0}
+                           for s in (0, 1) for e in (1, 2, 3)])
+    answers = claims.answer(declared, table, {"losses": losses, "quality": pd.DataFrame()})
+    assert all(v.startswith("not answerable from these runs: they have no") for v in answers["verdict"]), answers
+    unfinished = claims.answer(declared[:1], table.assign(status="running"), {})
+    assert unfinished["verdict"][0] == "not settled at 0 seeds: too few finished runs to test"
+
+
 def test_a_relation_across_checkpoints():
     """Lower G loss going with lower FD: Spearman within each run, the mean over runs against 0."""
     rows = [{"configuration": "z10", "seed": s, "epoch": e, "loss_g": 1 + e * (0.1 + 0.01 * s), "fd": 100 - 10 * e}

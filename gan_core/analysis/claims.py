@@ -170,6 +170,8 @@ def _measure(claim: Claim, runs: pd.DataFrame, curves: dict[str, pd.DataFrame]) 
                            "kind": claim.kind}
     if claim.kind == "relation":
         r = per_run_correlations(claim, curves)
+        logged = {c for part in curves.values() for c in part.columns}
+        row["unmeasured"] = bool((runs["status"] == "ok").any() and not set(claim.variables) <= logged)
         row.update(score=f"correlation of {claim.variables[0]} and {claim.variables[1]}", n_a=len(r), n_b=0,
                    mean_a=float(r.mean()) if len(r) else math.nan, boundary=0.0,
                    sign=1.0 if claim.sign == "positive" else -1.0)
@@ -181,6 +183,7 @@ def _measure(claim: Claim, runs: pd.DataFrame, curves: dict[str, pd.DataFrame]) 
     a = ok.loc[ok["configuration"] == claim.a, claim.score].dropna().to_numpy(float) if claim.score in ok else []
     b = ok.loc[ok["configuration"] == claim.b, claim.score].dropna().to_numpy(float) if claim.score in ok else []
     sign = -1.0 if direction(claim.score) == "lower" else 1.0  # +: a is better
+    row["unmeasured"] = bool(ok["configuration"].isin([claim.a, claim.b]).any() and not len(a) and not len(b))
     row.update(score=claim.score, n_a=len(a), n_b=len(b), mean_a=np.mean(a) if len(a) else math.nan,
                mean_b=np.mean(b) if len(b) else math.nan, sign=sign, boundary=sign * claim.margin)
     if min(len(a), len(b)) >= 2:
@@ -227,6 +230,9 @@ def _verdict(row: pd.Series) -> str:
     unit = "runs" if row["kind"] == "relation" else "seeds"
     if isinstance(row.get("failed"), str) and row["failed"]:
         return f"not settled: {row['failed']} failed to learn the data in this budget (train longer)"
+    if row.get("unmeasured"):  # finished runs without the score: e.g. FD on Flowers102 (no labelled evaluator)
+        return (f"not answerable from these runs: they have no {row['score']} (FD, KID, precision/recall and "
+                "classes need a data set with a labelled evaluator)")
     if not np.isfinite(row.get("p_holm", math.nan)):
         return f"not settled at {n} {unit}: too few finished runs to test"
     if row["p_holm"] >= stats.ALPHA:
