@@ -437,11 +437,15 @@ def test_compile_trains_the_same_networks(tiny_config, tmp_path):
     assert a["generator"].keys() == b["generator"].keys() and a["epoch"] == 1
 
 
-def test_an_interrupted_epoch_resumes_where_it_stopped(tiny_config, tmp_path, monkeypatch):
+def test_an_interrupted_epoch_resumes_where_it_stopped(tiny_config, tmp_path, monkeypatch, request):
     """Ctrl-C (a kernel's stop button sends the same SIGINT) stops after the step under way and
     saves a checkpoint there; training again ends with the weights of an uninterrupted run."""
     import os
     import signal
+    # Ctrl-C as a terminal delivers it: Python's handler, even where this test process was started
+    # with SIGINT ignored (a background job of a shell), which the trainer leaves as it is
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    request.addfinalizer(lambda: signal.signal(signal.SIGINT, previous))
     config = tiny_config(train={"epochs": 2})
     train(config, tmp_path / "whole", log=lambda s: None)
     step = Trainer.train_step
