@@ -6,6 +6,7 @@ PY := $(VENV)/bin/python
 PYTHON ?= python3
 JOBS ?= 2
 SWEEP ?= params/sweeps/quick.yaml
+ARGS ?=  # more sweep options, e.g. ARGS="--set train.epochs=1 --out reports/short"
 
 .PHONY: setup system report test test-fast lab benchmark clean
 
@@ -23,7 +24,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	touch $@
 
 report: setup
-	$(PY) -m gan_core sweep $(SWEEP) --jobs $(JOBS)
+	$(PY) -m gan_core sweep $(SWEEP) --jobs $(JOBS) $(ARGS)
 
 test: setup
 	$(PY) -m pytest tests -n 2 --dist loadgroup -q --durations=10 -p no:cacheprovider
