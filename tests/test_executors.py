@@ -272,3 +272,30 @@ report: {notebooks: [02_training]}
 
 def test_no_jobs_no_engine():
     assert executors.submit_jobs([], ExecutorSettings(name="dask"), print) == []
+
+
+def test_a_ready_kernel_client_loses_no_output_and_names_a_dead_kernel(tmp_path):
+    """The kernel clients the runs use skip jupyter_client's 0.2 s IOPub drain: each new client's
+    first cell still gets all its output, and a client of a dead kernel is refused with a reason."""
+    from gan_core.orchestration.job import ReadyClient, started_kernel
+    with started_kernel(tmp_path) as kernel:
+        for i in range(3):  # one client per notebook, as nbclient makes them
+            client = kernel.client()
+            assert isinstance(client, ReadyClient)
+            client.start_channels()
+            try:
+                client.wait_for_ready(timeout=30)
+                out = []
+                client.execute_interactive(f"print('cell', {i})", timeout=30,
+                                           output_hook=lambda msg: out.append(msg["content"].get("text", "")))
+                assert "".join(out) == f"cell {i}\n"
+            finally:
+                client.stop_channels()
+        kernel.shutdown_kernel(now=True)
+        client = kernel.client()
+        client.start_channels()
+        try:
+            with pytest.raises(RuntimeError, match="kernel"):
+                client.wait_for_ready(timeout=3)
+        finally:
+            client.stop_channels()
