@@ -39,7 +39,8 @@ class ReadyClient(BlockingKernelClient):
     Nothing needs draining: nbclient skips every IOPub message that is not its own cell's."""
 
     def wait_for_ready(self, timeout: float | None = None) -> None:
-        deadline = time.monotonic() + (timeout or 60)
+        timeout = timeout or 60
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             sent = self.kernel_info()
             try:
@@ -50,7 +51,7 @@ class ReadyClient(BlockingKernelClient):
             except Empty:  # no answer yet, or IOPub not connected yet (ZeroMQ's slow joiner): again
                 if not self.is_alive():
                     raise RuntimeError("the kernel died before replying to kernel_info") from None
-        raise RuntimeError(f"the kernel did not reply to kernel_info in {timeout or 60} s")
+        raise RuntimeError(f"the kernel did not reply to kernel_info in {timeout} s")
 
 
 class IPCKernelManager(KernelManager):
