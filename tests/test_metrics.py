@@ -1,5 +1,6 @@
 """The scores mean something: floor, noise, collapse, degradation, determinism, cache."""
 import json
+import os
 
 import pytest
 import torch
@@ -8,7 +9,8 @@ import torch.nn.functional as F
 from gan_core.config import from_dict
 from gan_core.evaluation import Scorer, evaluate_run, sample_images, scores
 from gan_core import evaluators
-from gan_core.evaluation.evaluator import cache_folder, evaluator_data, load_evaluator
+from gan_core.evaluation.evaluator import evaluator_data, load_evaluator
+from gan_core.evaluators import cache_folder
 from gan_core.models import load_family
 from gan_core.reporting.prose import score_reading
 from gan_core.rundir import RunDir, write_json
@@ -214,6 +216,38 @@ def test_evaluate_run_writes_scores(tmp_path):
     assert [r["epoch"] for r in result["over_training"]] == [0, 1, 2]
     assert result["final"]["samples"] == 200 and result["floor"]["fd"] < result["final"]["fd"]
     assert score_reading(result)[0].startswith("FD (digits classifier)")
+
+
+def test_a_prepared_real_side_leaves_a_run_nothing_to_compute(tmp_path):
+    """What a sweep prepares in a process of its own while its runs train (the evaluator's test
+    features, k-NN radii and the floors at both sample counts) is all a run's evaluation needs:
+    it computes none of it and scores as it does on an empty cache; the stamp says so without torch."""
+    import subprocess
+    import sys
+
+    def trained(name):
+        config = from_dict({
+            "data": {"name": "digits", "subset": 256}, "model": {"latent_dim": 8}, "dcgan": {"ngf": 4, "ndf": 4},
+            "train": {"epochs": 2, "batch_size": 32, "threads": 1, "progress": False, "num_samples": 16},
+            "eval": {"cache_dir": str(tmp_path / name), "samples": 200, "checkpoint_samples": 100}}, "test")
+        train(config, tmp_path / name / "run", log=lambda s: None)
+        return config
+
+    cold, prepared = trained("a"), trained("b")
+    said = []
+    expected = evaluate_run(tmp_path / "a" / "run", log=said.append)
+    assert any("computing the features" in line for line in said)  # an empty cache: the run made it all
+    assert evaluators.reference_stamp(cold)[0].exists()  # and says so: no sweep prepares it again
+    assert not evaluators.reference_stamp(prepared)[0].exists()
+    subprocess.run([sys.executable, "-m", "gan_core.evaluation.run", str(RunDir(tmp_path / "b" / "run").config)],
+                   check=True, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    stamp, key = evaluators.reference_stamp(prepared)
+    assert json.loads(stamp.read_text()) == key and key["samples"] == 200 and key["checkpoint_samples"] == 100
+    said = []
+    result = evaluate_run(tmp_path / "b" / "run", log=said.append)
+    assert not any("computing" in line or "scoring" in line for line in said), said
+    for part in ("final", "floor", "over_training"):
+        assert result[part] == expected[part], part
 
 
 @pytest.mark.slow

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -25,7 +24,7 @@ from torch import nn
 from .. import evaluators
 from ..config import Config
 from ..data import ImageData, load_data
-from ..evaluators import SIZES as EVALUATOR_SIZES
+from ..evaluators import SIZES as EVALUATOR_SIZES, cache_folder
 from ..models.checkpoint import to_bytes
 from ..rundir import compute_once
 
@@ -162,20 +161,3 @@ def cache_path(config: Config) -> Path:
     recipe = evaluators.recipe(config)
     return cache_folder(config) / f"{recipe['data']}-{evaluators.recipe_hash(recipe)}.pt"
 
-
-def cache_folder(config: Config) -> Path:
-    """The folder of trained evaluators and of every evaluator's cached test features, their
-    k-NN radii and floors."""
-    return Path(config.eval.cache_dir).expanduser() / "evaluators"
-
-
-def main(argv: list[str]) -> int:
-    """``python -m gan_core.evaluation.evaluator CONFIG.yaml``: train (or find) the config's
-    evaluator, e.g. in the background while a sweep's first runs train."""
-    from ..config import load
-    load_evaluator(load(argv[0]))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -3,26 +3,25 @@ and at every saved checkpoint."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-from ..config import Config
+from ..config import Config, load
 from ..data import load_data
+from ..evaluators import DISPLAY_NAMES, FLOOR_VERSION, cache_folder, recipe_hash, reference_stamp
 from ..models import ModelFamily, load_family
 from ..models.checkpoint import to_bytes
 from ..rundir import RunDir, compute_once, epoch_of, json_bytes, write_json
-from ..evaluators import DISPLAY_NAMES
-from .evaluator import (EVALUATOR_SIZES, cache_folder, evaluator_data, features_and_classes,
+from .evaluator import (EVALUATOR_SIZES, evaluator_data, features_and_classes,
                         load_evaluator, to_evaluator_input)
 from .scores import SCORES, class_scores, conditional_scores, feature_scores, kth_radii, pixel_statistics
 
-FLOOR_VERSION = 1  # bump when the floor's scores (or k-NN radii) change: cached ones are then recomputed
 PIXEL_SAMPLES = 500  # generated images for the pixel statistics of data without an evaluator
 
 
@@ -45,7 +44,7 @@ class Scorer:
         self.model, self.info = load_evaluator(config, log)
         self.name = f"FD ({DISPLAY_NAMES[config.data.name]} classifier)"
         self.test = evaluator_data(config, "test", classes=config.data.classes)
-        self._test_key = _key({"classes": self.config.data.classes})
+        self._test_key = recipe_hash({"classes": self.config.data.classes})
         self._real_features = self._cached_tensor(
             f"test-{self._test_key}", (len(self.test), 128), f"the features of the {len(self.test):,} test images",
             lambda: features_and_classes(self.model, self.test.images)[0])
@@ -97,7 +96,7 @@ class Scorer:
         e, classes = self.config.eval, self.config.data.classes
         key = {"evaluator": self.info["id"], "n": n, "classes": classes, "nearest_k": e.nearest_k,
                "kid_subset": e.kid_subset, "version": FLOOR_VERSION}
-        path = cache_folder(self.config) / f"{self.info['id']}.floor-{_key(key)}.json"
+        path = cache_folder(self.config) / f"{self.info['id']}.floor-{recipe_hash(key)}.json"
 
         def load(data: bytes) -> dict[str, Any] | None:
             cached = json.loads(data)
@@ -111,8 +110,18 @@ class Scorer:
         return compute_once(path, compute, lambda scores: json_bytes({"key": key, "scores": scores}), load, self.log)
 
 
-def _key(value: Any) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:12]
+def prepare_reference(config: Config, log: Callable[[str], None] = print) -> None:
+    """Make and cache ``config``'s real side (``reference_stamp``), training the evaluator if
+    none ships. A sweep runs it in a process of its own while its first runs train, so no run
+    computes it, or waits idle on another run that does (``rundir.compute_once``)."""
+    scorer = Scorer(config, log)
+    scorer.floor(config.eval.samples)
+    scorer.floor(_curve_samples(config, scorer))
+    write_json(*reference_stamp(config))
+
+
+def _curve_samples(config: Config, scorer: Scorer) -> int:
+    return min(config.eval.checkpoint_samples, len(scorer.test))
 
 
 def evaluate_run(run_dir: str | Path, samples: int | None = None, checkpoints: bool = True,
@@ -155,6 +164,9 @@ def evaluate_run(run_dir: str | Path, samples: int | None = None, checkpoints: b
         if best:  # the snapshot to keep when training went on past its best
             result["best_checkpoint"] = {"epoch": best["epoch"], "fd": best["fd"],
                                          "path": str(run.snapshot(best["epoch"]).relative_to(run.root))}
+        stamp, key = reference_stamp(config)
+        if n == config.eval.samples and not stamp.exists():  # this run made the whole real side
+            write_json(stamp, key)
     result["seconds"] = round(time.perf_counter() - start, 1)
     log(f"{scorer.name} {result['final']['fd']:.2f} (floor {result['floor']['fd']:.2f}) on "
         f"{result['final']['samples']} samples in {result['seconds']} s")
@@ -162,7 +174,7 @@ def evaluate_run(run_dir: str | Path, samples: int | None = None, checkpoints: b
 
 
 def _over_training(run: RunDir, scorer: Scorer, config: Config, seed: int) -> list[dict[str, Any]]:
-    n = min(config.eval.checkpoint_samples, len(scorer.test))
+    n = _curve_samples(config, scorer)
     rows = [{"epoch": 0, **_brief(scorer.floor(n)), "floor": True}]
     for path in run.snapshots():
         family, _ = load_family(path)
@@ -174,3 +186,14 @@ def _over_training(run: RunDir, scorer: Scorer, config: Config, seed: int) -> li
 
 def _brief(scores: dict[str, Any]) -> dict[str, Any]:
     return {k: scores[k] for k in (*SCORES, "samples") if k in scores and k != "kid_std"}
+
+
+def main(argv: list[str]) -> int:
+    """``python -m gan_core.evaluation.run CONFIG.yaml``: prepare the config's real side
+    (``prepare_reference``), e.g. in the background while a sweep's first runs train."""
+    prepare_reference(load(argv[0]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

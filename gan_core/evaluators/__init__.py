@@ -15,6 +15,7 @@ from typing import Any
 
 FOLDER = Path(__file__).resolve().parent
 VERSION = 3  # bump when the network or its training changes: scores of older versions no longer compare
+FLOOR_VERSION = 1  # bump when the floor's scores (or k-NN radii) change: cached ones are then recomputed
 # the data sets with a labelled evaluator, and the image size it reads
 SIZES = {"fashion-mnist": 28, "mnist": 28, "digits": 28, "cifar10": 32}
 # the data sets whose evaluator ships with the package, and the epochs it was trained for
@@ -98,6 +99,27 @@ def described(config: Any) -> str:
     except EvaluatorError as err:
         return f"unavailable: {err}"
     return f"{found['version']}, {found['source']}"
+
+
+def cache_folder(config: Any) -> Path:
+    """The folder of trained evaluators and of every evaluator's cached test features, their
+    k-NN radii and floors."""
+    return Path(config.eval.cache_dir).expanduser() / "evaluators"
+
+
+def reference_stamp(config: Any) -> tuple[Path, dict[str, Any]]:
+    """The file that says ``config``'s real side is cached (its evaluator, the test features,
+    their k-NN radii and the floor at the sample counts of its evaluation and its quality
+    curve: ``gan_core.evaluation.run.prepare_reference``), and the key it holds.
+
+    Raises:
+        EvaluatorError: as ``identity``.
+    """
+    e = config.eval
+    key = {"evaluator": identity(config)["id"], "classes": config.data.classes, "samples": e.samples,
+           "checkpoint_samples": e.checkpoint_samples, "nearest_k": e.nearest_k, "kid_subset": e.kid_subset,
+           "version": FLOOR_VERSION}
+    return cache_folder(config) / f"{key['evaluator']}.reference-{recipe_hash(key)}.json", key
 
 
 def shipped_digest(name: str) -> str:

@@ -202,21 +202,24 @@ def _run_locked(sweep: Sweep, sweep_dir: Path, runs: list[Run], engine: executor
 
 
 def _start_evaluators(jobs: list[Job], log: Callable[[str], None]) -> list[subprocess.Popen]:
-    """Train each missing evaluator in a process of its own (one thread) while the first runs
-    train; a run's evaluation that needs it waits on the cache's lock, so none trains it twice."""
-    from ..evaluation import evaluator
+    """Prepare each missing real side of the runs' scores (the evaluator, trained if none ships,
+    the test features, their k-NN radii, the floor) in a process of its own (one thread) while
+    the first runs train; a run's evaluation that needs it waits on the cache's lock, so none
+    computes it twice and no run waits idle on another that computes it."""
     started, processes = set(), []
     for job in jobs:
         config = config_lib.load(RunDir(job.run_dir).config)
-        if config.data.name not in EVALUATOR_SIZES or evaluators.uses_shipped(config):
-            continue  # nothing to train
-        path = evaluator.cache_path(config)
-        if path.exists() or path in started:
+        if config.data.name not in EVALUATOR_SIZES:
+            continue  # no scores to prepare
+        stamp, _ = evaluators.reference_stamp(config)
+        if stamp.exists() or stamp in started:
             continue
-        started.add(path)
-        log(f"training the {config.data.name} evaluator in the background (once; cached in {path.parent})")
+        started.add(stamp)
+        what = "evaluator and its" if evaluators.uses_shipped(config) else "evaluator (trained here) and its"
+        log(f"preparing the {config.data.name} {what} test features and floor in the background "
+            f"(once; cached in {stamp.parent})")
         processes.append(subprocess.Popen(
-            [sys.executable, "-m", "gan_core.evaluation.evaluator", str(RunDir(job.run_dir).config)],
+            [sys.executable, "-m", "gan_core.evaluation.run", str(RunDir(job.run_dir).config)],
             env=dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1"),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
     return processes
