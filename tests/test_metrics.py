@@ -133,6 +133,25 @@ def test_class_scores_count_only_the_trained_classes():
     assert "covers 2 of the 3 classes it was trained on" in reading and "8% look like c8, a class not trained on" in reading
 
 
+def test_the_evaluator_folds_batch_norm_into_its_convolutions_unchanged():
+    """Scoring runs the network with each BatchNorm folded into its convolution: the same
+    features and classes as the network as trained."""
+    from gan_core.evaluation.evaluator import Evaluator
+    torch.manual_seed(0)
+    trained = Evaluator(1, 10).eval()
+    for layer in trained.modules():  # statistics and affine parameters far from their defaults
+        if isinstance(layer, torch.nn.BatchNorm2d):
+            layer.running_mean.normal_(), layer.running_var.uniform_(0.2, 3.0)
+            layer.weight.data.normal_(), layer.bias.data.normal_()
+    images = torch.rand(64, 1, 28, 28) * 2 - 1
+    with torch.no_grad():
+        features, logits = trained.features(images), trained(images)
+        fused = trained.fuse()
+        assert not any(isinstance(layer, torch.nn.BatchNorm2d) for layer in fused.modules())
+        assert torch.allclose(fused.features(images), features, atol=1e-5)
+        assert torch.equal(fused(images).argmax(1), logits.argmax(1))
+
+
 def test_evaluator_learns_digits(scorer):
     assert scorer.info["test_accuracy"] >= 0.9
     assert scorer.name == "FD (digits classifier)"

@@ -117,7 +117,7 @@ def test_sweep_produces_reports_and_index(smoke_sweep):
     assert sum("test features and floor in the background" in line for line in lines) == 1, lines
     assert len(list((tmp / "cache" / "evaluators").glob("*.reference-*.json"))) == 1
     cached = sorted(p.name.split(".test-")[1] for p in (tmp / "cache" / "evaluators").glob("*.pt"))
-    assert cached[0] == "cea83e52d763.pt" and all(name.startswith("cea83e52d763.radii-") for name in cached[1:]), cached
+    assert cached[0] == "4bf5c357d62e.pt" and all(name.startswith("4bf5c357d62e.radii-") for name in cached[1:]), cached
     for run in ("z8", "z16"):
         assert "training the" not in (sweep_dir / run / "train.log").read_text()
     index = (sweep_dir / "index.html").read_text()

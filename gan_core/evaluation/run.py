@@ -14,7 +14,7 @@ import torch
 
 from ..config import Config, load
 from ..data import load_data
-from ..evaluators import DISPLAY_NAMES, FLOOR_VERSION, cache_folder, recipe_hash, reference_stamp
+from ..evaluators import DISPLAY_NAMES, REFERENCE_VERSION, cache_folder, recipe_hash, reference_stamp
 from ..models import ModelFamily, load_family
 from ..models.checkpoint import to_bytes
 from ..rundir import RunDir, compute_once, epoch_of, json_bytes, write_json
@@ -44,7 +44,7 @@ class Scorer:
         self.model, self.info = load_evaluator(config, log)
         self.name = f"FD ({DISPLAY_NAMES[config.data.name]} classifier)"
         self.test = evaluator_data(config, "test", classes=config.data.classes)
-        self._test_key = recipe_hash({"classes": self.config.data.classes})
+        self._test_key = recipe_hash({"classes": self.config.data.classes, "version": REFERENCE_VERSION})
         self._real_features = self._cached_tensor(
             f"test-{self._test_key}", (len(self.test), 128), f"the features of the {len(self.test):,} test images",
             lambda: features_and_classes(self.model, self.test.images)[0])
@@ -69,7 +69,7 @@ class Scorer:
         """(n,) the k-NN radii of the first n test features (1 s at 10,000 on a 2-core CPU): cached."""
         k = self.config.eval.nearest_k
         if n not in self._radii:
-            name = f"test-{self._test_key}.radii-{n}-k{k}-v{FLOOR_VERSION}"
+            name = f"test-{self._test_key}.radii-{n}-k{k}"
             self._radii[n] = self._cached_tensor(name, (n,), f"the k-NN radii of {n:,} test features",
                                                  lambda: kth_radii(self._real_features[:n], k))
         return self._radii[n]
@@ -95,7 +95,7 @@ class Scorer:
         generator can reach. Cached beside the evaluator."""
         e, classes = self.config.eval, self.config.data.classes
         key = {"evaluator": self.info["id"], "n": n, "classes": classes, "nearest_k": e.nearest_k,
-               "kid_subset": e.kid_subset, "version": FLOOR_VERSION}
+               "kid_subset": e.kid_subset, "version": REFERENCE_VERSION}
         path = cache_folder(self.config) / f"{self.info['id']}.floor-{recipe_hash(key)}.json"
 
         def load(data: bytes) -> dict[str, Any] | None:
