@@ -112,9 +112,9 @@ def test_sweep_produces_reports_and_index(smoke_sweep):
         assert np.isfinite(metrics["training"]["final_loss_d"])
         assert set(status["notebook_s"]) == set(notebooks) and all(t > 0 for t in status["notebook_s"].values())
     # the shipped evaluator: nothing trained on first use, the test features cached once
-    assert not any("evaluator (trained here)" in line for line in lines), lines
-    # its real side prepared once for both runs, in the background while they trained
-    assert sum("test features and floor in the background" in line for line in lines) == 1, lines
+    assert not any("training the" in line for line in lines), lines
+    # its real side prepared once for both runs, before they started
+    assert sum("evaluator's test features and floor in" in line for line in lines) == 1, lines
     assert len(list((tmp / "cache" / "evaluators").glob("*.reference-*.json"))) == 1
     cached = sorted(p.name.split(".test-")[1] for p in (tmp / "cache" / "evaluators").glob("*.pt"))
     assert cached[0] == "4bf5c357d62e.pt" and all(name.startswith("4bf5c357d62e.radii-") for name in cached[1:]), cached

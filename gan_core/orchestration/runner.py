@@ -176,7 +176,7 @@ def _run_locked(sweep: Sweep, sweep_dir: Path, runs: list[Run], engine: executor
     _write_sweep_file(sweep, sweep_dir)
     evaluators = []
     if jobs_todo and any("evaluation" in p.stem for p in sweep.notebooks):
-        evaluators = _start_evaluators([jobs_todo[r.name] for r in runs if r.name in jobs_todo], log)
+        evaluators = _prepare_references([jobs_todo[r.name] for r in runs if r.name in jobs_todo], log)
         if engine.name != "local":  # other machines share the cache, not necessarily its lock: train first
             for process in evaluators:
                 process.wait()
@@ -201,11 +201,13 @@ def _run_locked(sweep: Sweep, sweep_dir: Path, runs: list[Run], engine: executor
     return 0
 
 
-def _start_evaluators(jobs: list[Job], log: Callable[[str], None]) -> list[subprocess.Popen]:
-    """Prepare each missing real side of the runs' scores (the evaluator, trained if none ships,
-    the test features, their k-NN radii, the floor) in a process of its own (one thread) while
-    the first runs train; a run's evaluation that needs it waits on the cache's lock, so none
-    computes it twice and no run waits idle on another that computes it."""
+def _prepare_references(jobs: list[Job], log: Callable[[str], None]) -> list[subprocess.Popen]:
+    """Make each missing real side of the runs' scores (the evaluator, the test split's features,
+    their k-NN radii and the floor: ``evaluators.reference_stamp``) before a run needs it, so no
+    run computes it or waits idle on another that does. A shipped evaluator's takes seconds:
+    made here, on every core, before the runs start. One trained here takes minutes: made in a
+    process of its own (one thread) while the first runs train; a run's evaluation that needs it
+    waits on the cache's lock. Returns those processes."""
     started, processes = set(), []
     for job in jobs:
         config = config_lib.load(RunDir(job.run_dir).config)
@@ -215,9 +217,14 @@ def _start_evaluators(jobs: list[Job], log: Callable[[str], None]) -> list[subpr
         if stamp.exists() or stamp in started:
             continue
         started.add(stamp)
-        what = "evaluator and its" if evaluators.uses_shipped(config) else "evaluator (trained here) and its"
-        log(f"preparing the {config.data.name} {what} test features and floor in the background "
-            f"(once; cached in {stamp.parent})")
+        name, cached = config.data.name, f"(once; cached in {stamp.parent})"
+        if evaluators.uses_shipped(config):
+            from ..evaluation.run import prepare_reference
+            start = time.perf_counter()
+            prepare_reference(config, log=lambda line: None)
+            log(f"prepared the {name} evaluator's test features and floor in {time.perf_counter() - start:.0f} s {cached}")
+            continue
+        log(f"training the {name} evaluator and preparing its test features and floor in the background {cached}")
         processes.append(subprocess.Popen(
             [sys.executable, "-m", "gan_core.evaluation.run", str(RunDir(job.run_dir).config)],
             env=dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1"),
