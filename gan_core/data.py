@@ -99,7 +99,9 @@ def data_size(config: Config) -> int:
 def _finish_tensor(data: ImageData, c: DataConfig, seed: int) -> ImageData:
     """Filter, subset, convert channels and resize an in-memory set; scale uint8 to [-1, 1]."""
     keep = _select(data.labels, data.classes, c, seed)
-    images, labels = data.images[keep], data.labels[keep]
+    images, labels = data.images, data.labels
+    if len(keep) < len(labels):  # (a copy of Fashion-MNIST's training images takes 0.05 s)
+        images, labels = images[keep], labels[keep]
     images = images.float().div_(127.5).sub_(1.0)  # uint8 (N, C, H, W) -> [-1, 1]
     if c.channels == 1 and images.shape[1] == 3:
         images = images.mean(1, keepdim=True)
