@@ -32,3 +32,24 @@ def test_generate_from_an_unconditional_run(tiny_config, tmp_path, capsys):
     assert (tmp_path / "run" / "generated.png").exists()
     assert main(["generate", str(tmp_path / "run"), "--class", SNEAKER]) == 2
     assert "unconditional" in capsys.readouterr().err
+
+
+def test_readers_and_the_config_commands_load_no_torch(tmp_path):
+    """Reporting and analysis read the run folder's files, and `gan-workbook config` and
+    `sweep --dry-run` check a config, without loading torch (seconds per process on a CPU)."""
+    import subprocess
+    import sys
+
+    from .conftest import REPO
+    readers = [f"gan_core.reporting.{name}" for name in
+               ("architecture", "figures", "html", "index", "prose", "sweep_figures", "tables", "verdicts", "workspace")]
+    readers += [f"gan_core.analysis.{name}" for name in ("claims", "comparison", "losses", "stats")]
+    code = "\n".join([
+        "import contextlib, io, sys",
+        f"import {', '.join(readers)}",
+        "from gan_core.cli import main",
+        "with contextlib.redirect_stdout(io.StringIO()):",
+        "    codes = [main(['config', 'params/quick.yaml']), main(['sweep', 'params/sweeps/quick.yaml', '--dry-run'])]",
+        "print(codes, 'torch' in sys.modules)"])
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert done.stdout.split() == ["[0,", "0]", "False"], done.stdout + done.stderr
