@@ -83,6 +83,17 @@ def load_data(config: Config) -> ImageData:
     return _finish_stream(data, c, config.train.seed)
 
 
+def data_spec(config: Config) -> tuple[tuple[int, int, int], Sequence[str]]:
+    """The image shape (C, H, W) and class names ``load_data(config)`` gives: what building a
+    model needs, without converting the images (for Fashion-MNIST 0.1 s and 190 MB less)."""
+    c = config.data
+    data = LOADERS[c.name](c)
+    if data.images is None:
+        data = _finish_stream(data, c, config.train.seed)
+        return data.shape, data.classes
+    return (c.channels or data.images.shape[1], c.image_size, c.image_size), data.classes
+
+
 def data_size(config: Config) -> int:
     """How many images ``load_data(config)`` gives (after data.classes and data.subset), without
     converting or resizing them: a sweep checks its batch sizes with it before any run.

@@ -11,16 +11,20 @@ from PIL import Image
 from scipy.io import savemat
 
 from gan_core.config import ConfigError, from_dict
-from gan_core.data import DEBIAN_FASHION_MNIST, DataError, ImageData, load_data, read_idx
+from gan_core.data import DEBIAN_FASHION_MNIST, DataError, ImageData, data_spec, load_data, read_idx
 
 CIFAR_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
 def load(root: Path | None = None, batch_size: int = 4, seed: int = 0, **data) -> ImageData:
-    """``load_data`` on a config built from ``data.*`` keys, with a small batch for subset checks."""
+    """``load_data`` on a config built from ``data.*`` keys, with a small batch for subset checks;
+    ``data_spec`` agrees with it."""
     if root is not None:
         data["root"] = str(root)
-    return load_data(from_dict({"data": data, "train": {"batch_size": batch_size, "seed": seed}}, "test"))
+    config = from_dict({"data": data, "train": {"batch_size": batch_size, "seed": seed}}, "test")
+    loaded = load_data(config)
+    assert data_spec(config) == (loaded.shape, loaded.classes)  # what a model is built from, without loading
+    return loaded
 
 
 def unit(images: np.ndarray) -> torch.Tensor:
