@@ -111,9 +111,9 @@ class Scorer:
 
 
 def prepare_reference(config: Config, log: Callable[[str], None] = print) -> None:
-    """Make and cache ``config``'s real side (``reference_stamp``), training the evaluator if
-    none ships. A sweep runs it in a process of its own while its first runs train, so no run
-    computes it, or waits idle on another run that does (``rundir.compute_once``)."""
+    """Make and cache ``config``'s real side (``evaluators.reference_stamp``), training the
+    evaluator if none ships. A sweep runs it before a run needs it (``orchestration.runner``),
+    so no run computes it or waits idle on another that does (``rundir.compute_once``)."""
     scorer = Scorer(config, log)
     scorer.floor(config.eval.samples)
     scorer.floor(_curve_samples(config, scorer))

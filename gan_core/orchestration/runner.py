@@ -174,11 +174,11 @@ def _run_locked(sweep: Sweep, sweep_dir: Path, runs: list[Run], engine: executor
         else:
             jobs_todo[run.name] = job
     _write_sweep_file(sweep, sweep_dir)
-    evaluators = []
+    background = []  # evaluators trained while the first runs train
     if jobs_todo and any("evaluation" in p.stem for p in sweep.notebooks):
-        evaluators = _prepare_references([jobs_todo[r.name] for r in runs if r.name in jobs_todo], log)
+        background = _prepare_references([jobs_todo[r.name] for r in runs if r.name in jobs_todo], log)
         if engine.name != "local":  # other machines share the cache, not necessarily its lock: train first
-            for process in evaluators:
+            for process in background:
                 process.wait()
     counts = sorted({job.threads for job in jobs_todo.values()}) or [threads]
     log(f"{sweep.path}: {len(runs)} runs, {len(jobs_todo)} to execute, {executors.describe(engine)}, "
@@ -186,11 +186,11 @@ def _run_locked(sweep: Sweep, sweep_dir: Path, runs: list[Run], engine: executor
     try:
         results = executors.submit_jobs(list(jobs_todo.values()), engine, log)
     except BaseException:  # Ctrl-C, SIGTERM, an engine's failure: the index still tells what happened
-        executors.stop_processes(evaluators)
+        executors.stop_processes(background)
         with contextlib.suppress(Exception):
             log(f"index: {build_index(sweep, sweep_dir, pdf).resolve()}")
         raise
-    executors.stop_processes(evaluators)  # done by now: the runs' evaluations waited for them
+    executors.stop_processes(background)  # done by now: the runs' evaluations waited for them
     index = build_index(sweep, sweep_dir, pdf)
     failed = [r for r in results if r["status"] != "ok"]
     log(f"index: {index.resolve()}")
