@@ -116,12 +116,13 @@ def prepare_reference(config: Config, log: Callable[[str], None] = print) -> Non
     so no run computes it or waits idle on another that does (``rundir.compute_once``)."""
     scorer = Scorer(config, log)
     scorer.floor(config.eval.samples)
-    scorer.floor(_curve_samples(config, scorer))
+    scorer.floor(_curve_samples(scorer))
     write_json(*reference_stamp(config))
 
 
-def _curve_samples(config: Config, scorer: Scorer) -> int:
-    return min(config.eval.checkpoint_samples, len(scorer.test))
+def _curve_samples(scorer: Scorer) -> int:
+    """Generated and real images per checkpoint of the quality-over-training curve."""
+    return min(scorer.config.eval.checkpoint_samples, len(scorer.test))
 
 
 def evaluate_run(run_dir: str | Path, samples: int | None = None, checkpoints: bool = True,
@@ -174,7 +175,7 @@ def evaluate_run(run_dir: str | Path, samples: int | None = None, checkpoints: b
 
 
 def _over_training(run: RunDir, scorer: Scorer, config: Config, seed: int) -> list[dict[str, Any]]:
-    n = _curve_samples(config, scorer)
+    n = _curve_samples(scorer)
     rows = [{"epoch": 0, **_brief(scorer.floor(n)), "floor": True}]
     for path in run.snapshots():
         family, _ = load_family(path)
