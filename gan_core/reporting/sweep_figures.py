@@ -124,7 +124,8 @@ def class_shares(long: pd.DataFrame) -> Figure | None:
     fig, ax = plt.subplots(figsize=(10, 3.8), layout="constrained")
     sns.barplot(data=long, x="class", y="share", hue="configuration", errorbar=t_errorbar("precision"), ax=ax,
                 alpha=0.6, capsize=0.1)
-    sns.stripplot(data=long, x="class", y="share", hue="configuration", dodge=True, ax=ax, size=3, color="0.2",
+    dark = ["0.2"] * long["configuration"].nunique()  # every seed's point dark grey (seaborn: not color= with hue)
+    sns.stripplot(data=long, x="class", y="share", hue="configuration", dodge=True, ax=ax, size=3, palette=dark,
                   legend=False, jitter=0.05)
     ax.set_xlabel("class (as the evaluator classifies the samples)")
     ax.set_ylabel("share of generated samples")
