@@ -2,8 +2,8 @@
 
     python benchmarks/sweep_overhead.py reports/quick
 
-Reads each run's status.json (seconds per notebook, and its reports' time: all of the run's
-time but its training, the kernel's start and the pages included) and metrics.json (the
+Reads each run's status.json (seconds per step and notebook, and its reports' time: all of the run's
+time but its training: the processes' starts, the scores and the pages included) and metrics.json (the
 training time over all of the run's invocations) and prints them with the share of the time
 spent outside training.
 """

@@ -5,7 +5,6 @@ import argparse
 import dataclasses
 import logging
 import math
-import shutil
 import signal
 import sys
 import threading
@@ -67,19 +66,26 @@ def generate(run_dir: str, count: int, class_name: str | None, seed: int, out: s
 
 
 def copy_notebooks(folder: str | Path, force: bool = False) -> list[Path]:
-    """Copy the shipped notebooks into ``folder``; returns the copies.
+    """Copy the shipped notebooks into ``folder``, each naming this environment's kernelspec
+    (``orchestration.job.kernel_spec``: JupyterLab then starts it without asking); returns the copies.
 
     Raises:
         ConfigError: a notebook of that name is there already (and not ``force``).
     """
+    import json
+
+    from .orchestration.job import kernel_spec
     from .paths import NOTEBOOKS
     sources = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
     targets = [Path(folder) / source.name for source in sources]
     if not force and (there := [t.name for t in targets if t.exists()]):
         raise ConfigError(f"{folder} already holds {', '.join(there)}: choose another folder or add --force")
     Path(folder).mkdir(parents=True, exist_ok=True)
+    name, display = kernel_spec()
     for source, target in zip(sources, targets):
-        shutil.copyfile(source, target)
+        notebook = json.loads(source.read_text())
+        notebook["metadata"]["kernelspec"] = {"name": name, "display_name": display, "language": "python"}
+        target.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n")
     return targets
 
 
@@ -132,6 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--page-size", metavar="SIZE",
                    help="the PDFs' pages: A4 (default, or the sweep's report.page_size), letter, A3 landscape, ...")
     s.add_argument("--force", action="store_true", help="rerun completed runs from scratch")
+    s.add_argument("--resume", action="store_true",
+                   help="finish only the runs that did not (failed, interrupted, not started), from their last "
+                        "checkpoints; completed runs stay as they are, even where gan_core or the notebooks changed")
+    s.add_argument("--run-timeout", type=float, default=0.0, metavar="SECONDS",
+                   help="each run's time limit (work and pages); a run past it is stopped and fails alone, the "
+                        "sweep goes on (default: 0, no limit)")
     s.add_argument("--only", help="run only these runs (comma-separated names or globs)")
     s.add_argument("--code", action="store_true", help="keep the code cells in the HTML reports")
     s.add_argument("--dry-run", action="store_true",
@@ -210,7 +222,8 @@ def sweep_command(args: argparse.Namespace, say: logging.Logger) -> int:
         for claim in sweep.claims:
             print(f"  claim: {claim.words}: predicts {claim.prediction()}")
         return 0
-    code = run_sweep(sweep, args.out, args.jobs, args.pdf, args.force, args.only, log=say.info)
+    code = run_sweep(sweep, args.out, args.jobs, args.pdf, args.force, args.only, log=say.info,
+                     resume=args.resume, run_timeout=args.run_timeout)
     if code:
         say.warning(f"{sweep.name}: some runs failed; the index says which and why: "
                     f"{Path(args.out) / sweep.name / 'index.html'}")

@@ -50,3 +50,15 @@ def work_path(path: str | Path) -> Path:
         raise PermissionError(f"{path} would be written inside the installed gan_core package ({PACKAGE}); copy the "
                               "notebooks to a folder of yours and open them there: gan-workbook notebooks FOLDER")
     return resolved
+
+
+def scrub(text: str, *folders: str | Path) -> str:
+    """``text`` (an error message, a log line for a page) without the machine's paths: each of
+    ``folders`` (e.g. a sweep folder) as its name, the checkout's files relative to it, the
+    home folder as ``~``."""
+    places = [(Path(f).expanduser().resolve(), Path(f).name) for f in folders]
+    places += [(REPO, REPO.name if INSTALLED else "."), (Path.home().resolve(), "~")]
+    for place, name in sorted(places, key=lambda p: -len(str(p[0]))):  # the deepest first
+        if str(place) not in ("/", "."):
+            text = text.replace(str(place), name)
+    return text

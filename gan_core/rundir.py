@@ -64,11 +64,15 @@ def write_atomic(path: str | Path, data: bytes | str) -> None:
         raise
 
 
+FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a full disk, a quota, a file size limit
+
+
 def _write_error(path: Path, err: OSError) -> OSError:
-    if err.errno == errno.ENOSPC:
+    if err.errno in FULL:
         free = shutil.disk_usage(path.parent).free if path.parent.exists() else 0
-        return CacheError(errno.ENOSPC, f"{path.parent}: no space left on the device ({free / 1e6:.0f} MB free) "
-                          f"while writing {path.name}; free some space or choose another folder")
+        why = "no space left on the device" if err.errno == errno.ENOSPC else err.strerror.lower()
+        return CacheError(err.errno, f"{path.parent}: {why} ({free / 1e6:.0f} MB free on its disk) while writing "
+                          f"{path.name}; free some space or choose another folder")
     if err.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
         return CacheError(err.errno, f"{path.parent}: not writable ({err.strerror}) while writing {path.name}")
     return err

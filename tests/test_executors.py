@@ -1,6 +1,7 @@
 """Sweep executors: Dask and submitit give the local pool's results; a killed worker's run resumes."""
 import csv
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -176,8 +177,10 @@ def test_submitit_local_runs_a_sweep(tmp_path, local_rows):
     assert "z8/02_training.html" in (sweep_dir / "index.html").read_text()
 
 
-def kernels(process):
-    return [p for p in process.children(recursive=True) if "ipykernel" in " ".join(p.cmdline())]
+def workers(process):
+    """The processes a run's job started (its worker, and later its kernel)."""
+    return [p for p in process.children(recursive=True) if "worker" in " ".join(p.cmdline())
+            or "ipykernel" in " ".join(p.cmdline())]
 
 
 @pytest.mark.slow
@@ -194,22 +197,22 @@ report: {notebooks: [02_training]}
     while not (run_dir / "checkpoints" / "last.pt").exists():  # training is under way
         assert time.monotonic() < deadline and sweep.is_alive(), lines
         time.sleep(0.05)
-    worker = next((p for p in psutil.Process().children()
-                   if any(k.cwd() == str(run_dir.resolve()) for k in kernels(p))), None)
-    assert worker, "no run process with a kernel in the long run's folder"
-    orphans = kernels(worker)
-    worker.kill()  # SIGKILL, as the out-of-memory killer would: the run's process dies mid-training
-    psutil.wait_procs(orphans, timeout=15)  # the kernel sees its parent gone and stops training
+    job = next((p for p in psutil.Process().children()
+                if any(k.cwd() == str(run_dir.resolve()) for k in workers(p))), None)
+    assert job, "no run process with a worker in the long run's folder"
+    orphans = workers(job)
+    job.kill()  # SIGKILL, as the out-of-memory killer would: the run's process dies mid-training
+    psutil.wait_procs(orphans, timeout=15)  # the worker sees its parent gone and stops training
     assert not any(p.is_running() for p in orphans)
     sweep.join(180)
     assert code == [1], lines  # the sweep goes on to its index and reports the run failed
     status = json.loads((run_dir / "status.json").read_text())
-    assert status["status"] == "failed" and status["failed_notebook"] == "executor"
+    assert status["status"] == "failed" and status["failed_step"] == "training"  # where it was
     assert "killed by SIGKILL" in status["error"] and "resume it from its last checkpoint" in status["error"]
     short = json.loads((run_dir.parent / "short" / "status.json").read_text())
     assert short["status"] == "ok", short  # the other run, in parallel, is untouched
     assert "long: failed" in "\n".join(lines) and not (run_dir / ".done").exists()
-    assert "executor" in (tmp_path / "reports" / "s" / "index.html").read_text()
+    assert "killed by SIGKILL" in (tmp_path / "reports" / "s" / "index.html").read_text()
     with open(run_dir / "log.csv") as f:
         steps_before = [int(row["step"]) for row in csv.DictReader(f)]
     assert steps_before[-1] < 12 * 16, lines  # cut off before the end (16 steps an epoch)
@@ -231,7 +234,7 @@ report: {notebooks: [02_training]}
     status = json.loads((run_dir / "status.json").read_text())
     assert float(row["training_s"]) == metrics["seconds"] and float(row["reports_s"]) == status["reports_s"]
     assert status["reports_s"] == pytest.approx(status["duration_s"] - metrics["session_seconds"], abs=0.2)
-    assert status["duration_s"] >= sum(status["notebook_s"].values())  # pages and the kernel's start included
+    assert status["duration_s"] >= sum(status["step_s"].values())  # the processes' starts included
 
 
 @pytest.mark.slow
@@ -274,28 +277,24 @@ def test_no_jobs_no_engine():
     assert executors.submit_jobs([], ExecutorSettings(name="dask"), print) == []
 
 
-def test_a_ready_kernel_client_loses_no_output_and_names_a_dead_kernel(tmp_path):
-    """The kernel clients the runs use skip jupyter_client's 0.2 s IOPub drain: each new client's
-    first cell still gets all its output, and a client of a dead kernel is refused with a reason."""
-    from gan_core.orchestration.job import ReadyClient, started_kernel
+def test_a_dead_kernel_fails_its_notebook_within_seconds(tmp_path):
+    """A kernel killed while a cell runs (the out-of-memory killer) fails its notebook in
+    seconds, naming the dead kernel, instead of hanging the run; its clients see output first."""
+    import nbformat
+
+    from gan_core.orchestration.job import _notebook_error, execute_notebook, started_kernel
+    notebook = tmp_path / "n.ipynb"
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    nb.cells = [nbformat.v4.new_code_cell("seconds = 0", metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("import os, time\nprint('pid', os.getpid())\ntime.sleep(seconds)")]
+    nbformat.write(nb, notebook)
     with started_kernel(tmp_path) as kernel:
-        for i in range(3):  # one client per notebook, as nbclient makes them
-            client = kernel.client()
-            assert isinstance(client, ReadyClient)
-            client.start_channels()
-            try:
-                client.wait_for_ready(timeout=30)
-                out = []
-                client.execute_interactive(f"print('cell', {i})", timeout=30,
-                                           output_hook=lambda msg: out.append(msg["content"].get("text", "")))
-                assert "".join(out) == f"cell {i}\n"
-            finally:
-                client.stop_channels()
-        kernel.shutdown_kernel(now=True)
-        client = kernel.client()
-        client.start_channels()
-        try:
-            with pytest.raises(RuntimeError, match="kernel died before replying"):
-                client.wait_for_ready(timeout=3)
-        finally:
-            client.stop_channels()
+        for i in range(2):  # one kernel, a notebook after another, each with all its output
+            execute_notebook(notebook, tmp_path / f"out{i}.ipynb", {"seconds": 0}, tmp_path, kernel)
+            assert f"pid {kernel.provisioner.pid}" in (tmp_path / f"out{i}.ipynb").read_text()
+        threading.Timer(2, lambda: os.kill(kernel.provisioner.pid, signal.SIGKILL)).start()
+        started = time.monotonic()
+        with pytest.raises(Exception) as died:
+            execute_notebook(notebook, tmp_path / "dead.ipynb", {"seconds": 600}, tmp_path, kernel)
+    assert time.monotonic() - started < 15
+    assert _notebook_error(died.value) == "the notebook's kernel died (killed, or out of memory?)"

@@ -102,13 +102,13 @@ def test_progress_line_shows_the_sweep_and_each_running_run(tmp_path):
     run.mkdir()
     (run / "family.json").write_text(json.dumps({"epochs": 5}))
     (run / "log.csv").write_text("epoch,step,loss\n1,4,0.5\n2,8,0.4\n3,12,0.3\n")
-    (run / "status.json").write_text(json.dumps({"status": "running", "notebook": "02_training"}))
+    (run / "status.json").write_text(json.dumps({"status": "running", "step": "training"}))
     queued = tmp_path / "z16"
     job = lambda path: Job(str(path), ("nb/01_architecture.ipynb", "nb/02_training.ipynb", "nb/06_evaluation.ipynb"),
                            "key", False, "", 1)  # noqa: E731
     line = local._progress([(job(run), time.monotonic() - 75), (job(queued), time.monotonic())], 4, 1)
     assert line.startswith("[#####...............] 1/4 runs done, 2 running | ")
-    assert "z8: notebook 2/3 02_training, epoch 3/5, 1:15" in line
+    assert "z8: training, epoch 3/5, 1:15" in line
     assert "z16: starting, 0:00" in line
 
 
@@ -126,3 +126,17 @@ def test_quiet_and_verbose(tiny_config, tmp_path, capsys):
     assert out.out == "" and "already holds a run" in out.err
     with pytest.raises(SystemExit):
         main(["train", str(config), "--out", str(tmp_path / "c"), "-q", "-v"])  # one or the other
+
+
+def test_sweep_tables_read_back_as_written(tmp_path):
+    """What the index reads from the job's CSV files is the table it wrote: whole numbers, numbers
+    with missing cells (NaN, never pandas' NA), booleans, and words that look like numbers."""
+    from gan_core.reporting import aggregate
+    frame = pd.DataFrame({"run": ["a", "b"], "configuration": ["10", "20"], "seed": [0, 1],
+                          "fd": [25.7, float("nan")], "p_holm": [float("nan")] * 2, "ok": [True, False],
+                          "model.latent_dim": ["10", "100"]})
+    path = tmp_path / "summary.csv"
+    path.write_text(frame.to_csv(index=False, float_format="%.6g"))
+    read = aggregate._read_csv(path)
+    pd.testing.assert_frame_equal(read, frame)
+    assert not np.isfinite(read.loc[0, "p_holm"])

@@ -35,22 +35,26 @@ def outcome(job: Job, result: Callable[[], dict[str, Any]], log: Callable[[str],
         outcome = lost(job, err)
     name = outcome["run"]
     log(f"{name}: {outcome['status']} in {outcome.get('duration_s', '?')} s"
-        + (f" ({outcome.get('failed_notebook')}: {outcome.get('error')})" if outcome["status"] != "ok" else ""))
+        + (f" ({outcome.get('failed_step')}: {outcome.get('error')})" if outcome["status"] != "ok" else ""))
     return outcome
 
 
 def lost(job: Job, err: Exception) -> dict[str, Any]:
-    """A run whose worker never answered: done if its .done says so, else failed and resumable."""
+    """A run whose job never answered: done if its .done says so, else failed where its status
+    last was (the step under way) and resumable."""
     run = RunDir(job.run_dir)
     status = run.read_status()
     if run.done.exists() and run.done.read_text() == job.key:  # it finished; only its answer was lost
         return {"run": run.name, **status}
     if isinstance(err, (KeyboardInterrupt, SystemExit)):
         error = "interrupted: the sweep was stopped"
+    elif isinstance(err, RunProcessDied):
+        error = str(err)
     else:
         error = f"{type(err).__name__}: {(str(err).strip().splitlines() or [repr(err)])[0][:300]}"
-    status.update(status="failed", failed_notebook="executor", failed_link="",
-                  error=f"{error}; run the sweep again to resume it from its last checkpoint")
+    where = status.get("step") if status.get("status") == "running" else None
+    status.update(status="failed", failed_step=where or "executor", failed_link="",
+                  error=f"{error}; run the sweep again with --resume to resume it from its last checkpoint")
     run.write_status(status)
     return {"run": run.name, **status}
 
@@ -119,16 +123,16 @@ def run_local(jobs: list[Job], settings: ExecutorSettings, log: Callable[[str], 
 
 def _progress(running: list[tuple[Job, float]], total: int, finished: int) -> str:
     """One line: a bar over the sweep's runs, then each running run (``(job, start time)``) with
-    its notebook (n of N), its epoch while it trains, and its time so far."""
+    its step (training with its epoch, evaluation, analysis, a notebook n of N) and its time so far."""
     filled = round(BAR_WIDTH * finished / total) if total else 0
     parts = []
     for job, started in running:
         run = RunDir(job.run_dir)
-        notebook = run.read_status().get("notebook")
+        step = run.read_status().get("step", "starting")
         stems = [Path(p).stem for p in job.notebooks]
-        where = f"notebook {stems.index(notebook) + 1}/{len(stems)} {notebook}" if notebook in stems else "starting"
+        where = f"notebook {stems.index(step) + 1}/{len(stems)} {step}" if step in stems else step
         elapsed = int(time.monotonic() - started)
-        parts.append(f"{run.name}: {where}{_epoch(run) if notebook == '02_training' else ''}, "
+        parts.append(f"{run.name}: {where}{_epoch(run) if step == 'training' else ''}, "
                      f"{elapsed // 60}:{elapsed % 60:02d}")
     return (f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {finished}/{total} runs done, {len(running)} running"
             + (f" | {'; '.join(parts)}" if parts else ""))
@@ -163,10 +167,10 @@ def _finished(job: Job, process: subprocess.Popen) -> dict[str, Any]:
     if code == 0:
         return {"run": RunDir(job.run_dir).name, **RunDir(job.run_dir).read_status()}
     if code < 0:
-        raise RunProcessDied(f"the run's process was killed by {signal.Signals(-code).name}"
+        raise RunProcessDied(f"the run's job process was killed by {signal.Signals(-code).name}"
                              + (" (out of memory?)" if code == -signal.SIGKILL else ""))
     stderr = Path(process.args[-1]).with_name("stderr").read_text(errors="replace").strip().splitlines()
-    raise RunProcessDied(f"the run's process exited with {code}: {stderr[-1] if stderr else 'no message'}")
+    raise RunProcessDied(f"the run's job process exited with {code}: {stderr[-1] if stderr else 'no message'}")
 
 
 class RunProcessDied(RuntimeError):

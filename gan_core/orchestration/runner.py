@@ -1,9 +1,11 @@
-"""Executing a sweep: each run's notebooks through papermill, HTML/PDF, then the index.
+"""Executing a sweep: each run's job (its work, then its pages: ``job``), then the sweep's
+tables across runs (``reporting.aggregate``) and its index page.
 
-A run is one process (its notebooks share one kernel, its child), so runs go in parallel as
-processes on this machine with the CPU threads divided between them, or over Dask or SLURM
-(executors.py). Kernels talk over IPC sockets in private temporary folders, not TCP ports, so
-parallel kernel start-ups cannot race for a port. One sweep at a time holds a sweep folder.
+A run is one process (its work in a worker process, its notebooks in one kernel, both its
+children), so runs go in parallel as processes on this machine with the CPU threads divided
+between them, or over Dask or SLURM (executors.py). Kernels talk over IPC sockets in private
+temporary folders, not TCP ports, so parallel kernel start-ups cannot race for a port. One
+sweep at a time holds a sweep folder.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -28,27 +30,42 @@ from ..analysis import claims
 from ..config import ConfigError
 from ..evaluators import SIZES as EVALUATOR_SIZES
 from ..paths import shown
+from ..reporting import aggregate
 from ..reporting import html as report
 from ..rundir import RunDir, SweepDir, unwritable, write_json
 from . import executors
-from .job import Job, execute_notebook, pdf as print_pdf, started_kernel
+from .job import Job, execute_notebook, print_pdf, started_kernel
 from .sweep import NOTEBOOKS, SUMMARY_NOTEBOOK, Run, Sweep, check_data_sizes, data_size, run_key, settings
 
 
-def prepare_run(run: Run, sweep: Sweep, sweep_dir: Path, threads: int, force: bool,
-                pdf: str, log: Callable[[str], None]) -> Job | None:
-    """Write the run's config.yaml and return its Job, or None when it is complete and unchanged.
+@dataclass(frozen=True)
+class Options:
+    """How a sweep's runs execute (the CLI's flags), beside what the sweep file says."""
+
+    threads: int = 1  # CPU threads per run
+    force: bool = False  # every run afresh
+    resume: bool = False  # only the runs that did not finish; finished ones stay as they are
+    pdf: str = ""  # the PDFs' page size, "" for none
+    timeout_s: float = 0.0  # each run's time limit (--run-timeout); 0: none
+
+
+def prepare_run(run: Run, sweep: Sweep, sweep_dir: Path, options: Options,
+                log: Callable[[str], None]) -> Job | None:
+    """Write the run's config.yaml and return its Job, or None when it is complete and unchanged
+    (with ``options.resume``: complete, even where gan_core's code or the notebooks changed since).
 
     A run whose folder holds results of a different config is moved to ``_previous/`` first,
-    never overwritten; ``force`` starts the run afresh.
+    never overwritten; ``options.force`` starts the run afresh.
     """
+    threads, force, pdf = options.threads, options.force, options.pdf
     run_dir = sweep_dir / run.name
     config = run.config.replace({"train.threads": run.config.train.threads or threads,
                                  "train.progress": False})
     key = run_key(config, sweep.notebooks, sweep.code, sweep.parameters)
     files = RunDir(run_dir)
     done = files.done
-    if not force and done.exists() and done.read_text() == key:
+    finished = done.exists() and (done.read_text() == key or options.resume and _same_config(files.config, config))
+    if not force and finished:
         for page in files.pages():
             print_pdf(page, "" if page.with_suffix(".pdf").exists() else pdf)
         return None
@@ -63,7 +80,7 @@ def prepare_run(run: Run, sweep: Sweep, sweep_dir: Path, threads: int, force: bo
     done.unlink(missing_ok=True)
     config_lib.save(config, files.config)
     return Job(str(run_dir), tuple(str(p) for p in sweep.notebooks), key, sweep.code, pdf, config.train.threads,
-               tuple(sweep.parameters.items()))
+               tuple(sweep.parameters.items()), options.timeout_s)
 
 
 def _same_config(path: Path, config: config_lib.Config) -> bool:
@@ -87,9 +104,19 @@ def select(runs: list[Run], only: str | None) -> list[Run]:
 
 
 def run_sweep(sweep: Sweep, out: str | Path = "reports", jobs: int = 1, pdf: bool = False,
-              force: bool = False, only: str | None = None, log: Callable[[str], None] = print) -> int:
+              force: bool = False, only: str | None = None, log: Callable[[str], None] = print,
+              resume: bool = False, run_timeout: float = 0.0) -> int:
     """Run a sweep's missing or changed runs, then build its index; returns 0 if all runs are ok.
-    ``pdf``: also print every page to PDF, on the sweep's ``report.page_size`` pages."""
+
+    Args:
+        pdf: also print every page to PDF, on the sweep's ``report.page_size`` pages.
+        force: run every selected run afresh. resume: only the runs that did not finish.
+        run_timeout: each run's time limit in seconds (0: none); a run past it fails alone.
+    """
+    if force and resume:
+        raise ConfigError("--force reruns every run from scratch and --resume only the unfinished ones: choose one")
+    if run_timeout < 0:
+        raise ConfigError(f"--run-timeout must be >= 0 seconds (0: no limit; got {run_timeout:g})")
     engine = replace(sweep.executor, jobs=jobs)
     executors.require(engine)  # a missing engine stops the sweep before any run is touched
     runs = select(sweep.runs, only)
@@ -97,7 +124,9 @@ def run_sweep(sweep: Sweep, out: str | Path = "reports", jobs: int = 1, pdf: boo
     sweep_dir = Path(out) / sweep.name
     sweep_dir.mkdir(parents=True, exist_ok=True)
     with sweep_lock(sweep_dir):
-        return _run_locked(sweep, sweep_dir, runs, engine, sweep.page_size if pdf else "", force, log)
+        options = Options(threads_per_run(engine, len(runs)), force, resume, sweep.page_size if pdf else "",
+                          run_timeout)
+        return _run_locked(sweep, sweep_dir, runs, engine, options, log)
 
 
 REPORTS_MB = 100  # free space a sweep's reports folder needs at the least (checkpoints, pages)
@@ -122,7 +151,7 @@ def preflight(sweep: Sweep, runs: list[Run], out: Path, pdf: bool, engine: execu
     if problem := unwritable(out, REPORTS_MB):
         raise ConfigError(f"--out {out}: {problem}; choose another folder with --out")
     for run in runs:
-        scored = run.config.data.name in EVALUATOR_SIZES and any("evaluation" in p.stem for p in sweep.notebooks)
+        scored = run.config.data.name in EVALUATOR_SIZES
         if scored:
             try:
                 evaluators.identity(run.config)  # a shipped evaluator asked for where none ships, or damaged
@@ -161,42 +190,49 @@ def sweep_lock(sweep_dir: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _run_locked(sweep: Sweep, sweep_dir: Path, runs: list[Run], engine: executors.ExecutorSettings, pdf: str,
-                force: bool, log: Callable[[str], None]) -> int:
-    jobs = engine.jobs
-    threads = engine.cpus_per_run or (executors.SLURM_CPUS if engine.name == "slurm" else
-                                      max(1, (os.cpu_count() or 1) // max(1, min(jobs, len(runs)))))
+def threads_per_run(engine: executors.ExecutorSettings, runs: int) -> int:
+    """CPU threads each run gets: the engine's, else this machine's cores divided between the
+    runs that execute at once."""
+    if engine.cpus_per_run:
+        return engine.cpus_per_run
+    if engine.name == "slurm":
+        return executors.SLURM_CPUS
+    return max(1, (os.cpu_count() or 1) // max(1, min(engine.jobs, runs)))
+
+
+def _run_locked(sweep: Sweep, sweep_dir: Path, runs: list[Run], engine: executors.ExecutorSettings,
+                options: Options, log: Callable[[str], None]) -> int:
     jobs_todo = {}
     for run in runs:
-        job = prepare_run(run, sweep, sweep_dir, threads, force, pdf, log)
+        job = prepare_run(run, sweep, sweep_dir, options, log)
         if job is None:
             log(f"{run.name}: complete and unchanged, skipped (--force reruns it)")
         else:
             jobs_todo[run.name] = job
     _write_sweep_file(sweep, sweep_dir)
-    background = []  # evaluators trained while the first runs train
-    if jobs_todo and any("evaluation" in p.stem for p in sweep.notebooks):
-        background = _prepare_references([jobs_todo[r.name] for r in runs if r.name in jobs_todo], log)
-        if engine.name != "local":  # other machines share the cache, not necessarily its lock: train first
-            for process in background:
-                process.wait()
-    counts = sorted({job.threads for job in jobs_todo.values()}) or [threads]
+    background = _prepare_references([jobs_todo[r.name] for r in runs if r.name in jobs_todo], log)
+    if engine.name != "local":  # other machines share the cache, not necessarily its lock: prepare first
+        for process in background:
+            process.wait()
+    counts = sorted({job.threads for job in jobs_todo.values()}) or [options.threads]
     log(f"{sweep.path}: {len(runs)} runs, {len(jobs_todo)} to execute, {executors.describe(engine)}, "
-        f"{'/'.join(map(str, counts))} threads each -> {sweep_dir}")
+        f"{'/'.join(map(str, counts))} threads each"
+        f"{f', at most {options.timeout_s:g} s each' if options.timeout_s else ''} -> {sweep_dir}")
     try:
         results = executors.submit_jobs(list(jobs_todo.values()), engine, log)
     except BaseException:  # Ctrl-C, SIGTERM, an engine's failure: the index still tells what happened
         executors.stop_processes(background)
         with contextlib.suppress(Exception):
-            log(f"index: {build_index(sweep, sweep_dir, pdf).resolve()}")
+            log(f"index: {build_index(sweep, sweep_dir, options.pdf).resolve()}")
         raise
     executors.stop_processes(background)  # done by now: the runs' evaluations waited for them
-    index = build_index(sweep, sweep_dir, pdf)
+    index = build_index(sweep, sweep_dir, options.pdf)
     failed = [r for r in results if r["status"] != "ok"]
     log(f"index: {index.resolve()}")
     if failed:
         log(f"{len(failed)} of {len(runs)} runs failed: " + "; ".join(
-            f"{r['run']} ({r.get('failed_notebook')}: {r.get('error')})" for r in failed))
+            f"{r['run']} ({r.get('failed_step')}: {r.get('error')})" for r in failed)
+            + "; run the same command with --resume to finish them")
         return 1
     return 0
 
@@ -233,28 +269,33 @@ def _prepare_references(jobs: list[Job], log: Callable[[str], None]) -> list[sub
 
 
 def _write_sweep_file(sweep: Sweep, sweep_dir: Path) -> None:
-    """sweep.json, for the index: the runs in order, what each changes, the value each ran with
-    of every setting some run changes (None where its family has no such key), its configuration, variant and reference; the claims."""
+    """sweep.json, for the index: the runs in order with what each changes, its configuration,
+    seed, variant and reference, and its values of the settings some run changes (what the index
+    shows before a run has its config.yaml, the one copy of a run's config); the claims."""
     varied = list(dict.fromkeys(k for r in sweep.runs for k in r.overrides if k != "train.seed"))
     write_json(SweepDir(sweep_dir).sweep_file, {
         "sweep": shown(sweep.path, sweep_dir), "base": shown(sweep.base, sweep_dir),  # pages show no machine path
         "runs": [{"name": r.name, "overrides": r.overrides, "configuration": r.configuration, "seed": r.seed,
                   "variant": r.variant, "reference": r.reference,
-                  "settings": {k: config_lib.flatten(r.config.to_dict()).get(k) for k in varied}} for r in sweep.runs],
-        "claims": [claims.to_dict(c) for c in sweep.claims]})
+                  "settings": {k: config_lib.flatten(r.config.to_dict()).get(k) for k in varied}}
+                 for r in sweep.runs],
+        "varied": varied, "claims": [claims.to_dict(c) for c in sweep.claims]})
 
 
 def build_index(sweep: Sweep, sweep_dir: Path, pdf: str = "") -> Path:
-    """Execute the summary notebook over the sweep's folder into index.html (and summary.csv),
-    and index.pdf on ``pdf`` pages unless ``pdf`` is ""."""
+    """The sweep's tables across runs (``reporting.aggregate``: summary, comparison, claims and
+    verdicts CSVs), then the summary notebook that renders them into index.html, and index.pdf on
+    ``pdf`` pages unless ``pdf`` is ""."""
     notebook = NOTEBOOKS / f"{SUMMARY_NOTEBOOK}.ipynb"
     files = SweepDir(sweep_dir)
-    executed, page = files.index_notebook, files.index
+    aggregate.write(sweep_dir)
     try:
         with started_kernel(sweep_dir) as kernel:
-            execute_notebook(notebook, executed, {"sweep_dir": str(sweep_dir.resolve())}, sweep_dir, kernel)
+            execute_notebook(notebook, files.index_notebook, {"sweep_dir": str(sweep_dir.resolve()), "compute": False},
+                             sweep_dir, kernel)
     finally:
-        if executed.exists():
-            report.render_html(executed, page, code=sweep.code)
-            print_pdf(page, pdf)
-    return page
+        if files.index_notebook.exists():
+            report.quiet(files.index_notebook, lambda line: None, sweep_dir)
+            report.render_html(files.index_notebook, files.index, code=sweep.code)
+            print_pdf(files.index, pdf)
+    return files.index

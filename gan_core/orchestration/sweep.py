@@ -54,7 +54,7 @@ SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=-]{0,99}")  # a run's folder: 
 SWEEP_KEYS = {"base", "set", "grid", "variants", "seeds", "report", "executor", "quick", "reference", "claims"}
 QUICK_KEYS = {"set", "grid", "variants", "seeds", "claims"}
 REPORT_KEYS = {"code", "notebooks", "parameters", "page_size"}
-RUN_PARAMETERS = {"config_path", "run_dir", "progress"}  # what the runner passes every notebook itself
+RUN_PARAMETERS = {"config_path", "run_dir", "progress", "compute"}  # set by the runner, or for JupyterLab alone
 SHORT_NAMES = {"train.batch_size": "bs", "model.latent_dim": "z", "train.epochs": "ep",
                "optim_g.lr": "glr", "optim_d.lr": "dlr", "loss.kind": "", "loss.real_label": "real",
                "model.arch": "", "train.precision": "", "train.seed": "seed", "data.image_size": "px", "model.conditional": "cond"}

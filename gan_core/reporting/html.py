@@ -13,15 +13,15 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
 from .. import __version__
 from ..config import Config
 from .. import evaluators
-from ..paths import shown
-from ..rundir import RunDir, temporary_beside, write_atomic
+from ..paths import scrub, shown
+from ..rundir import RunDir, RunIncomplete, temporary_beside, write_atomic
 from . import workspace
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
@@ -70,19 +70,61 @@ def header_html(config: Config, run_dir: str | Path) -> str:
             f"<pre class='config'>{text}</pre></details>")
 
 
-def open_run(run_dir: str = "", config_path: str = "", trained: bool = True) -> tuple[Config, RunDir]:
-    """The first call of every notebook: the run it shows (``workspace.choose``: the one its
+def open_run(run_dir: str = "", config_path: str = "", needs: tuple[str, ...] = ("training",),
+             compute: bool = True) -> tuple[Config, RunDir]:
+    """The first call of every run notebook: the run it shows (``workspace.choose``: the one its
     parameters name, else the main job's first run, else the lab run) and its config; shows
-    which run that is (for the defaults) and the report header. ``trained``: the notebook reads
-    a finished training (a cheap check of the run's files: ``RunDir.require_trained``)."""
+    which run that is (for the defaults) and the report header.
+
+    Args:
+        needs: the steps of the run's work (``analysis.work.STEPS``) whose results the notebook
+            reads; training is needed by any of them.
+        compute: run the needed steps the run lacks here (JupyterLab: the lab run is trained on
+            first use). A sweep's job has computed them all and renders with ``compute`` false.
+
+    Raises:
+        RunIncomplete: without ``compute``, the run lacks what the notebook reads (naming it).
+    """
     from IPython.display import HTML, Markdown, display
-    chosen = workspace.choose(run_dir, config_path, train_missing=trained)
+    from ..analysis import work
+    chosen = workspace.choose(run_dir, config_path)
     if not run_dir:
         display(Markdown(chosen.note))
-    if trained:
-        chosen.run.require_trained()
+    if needs and compute:
+        work.complete(chosen.run, chosen.config, needs, log=chosen.run.logger(echo=True))
+    elif needs and (missing := [s for s in work.pending(chosen.run) if s in ("training", *needs)]):
+        chosen.run.require_trained()  # names how to train it
+        raise RunIncomplete(f"{chosen.run.root}: its {' and '.join(missing)} results are missing (metrics.json): "
+                            "its sweep's job computes them (run the sweep again), or open this notebook in "
+                            "JupyterLab, which computes them")
     display(HTML(header_html(chosen.config, chosen.run.root)))
     return chosen.config, chosen.run
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")  # a traceback's colours
+
+
+def quiet(notebook: Path, log: Callable[[str], None], *folders: str | Path) -> None:
+    """An executed notebook made fit for its page, in place: what its cells wrote to stderr
+    (a library's warnings, progress) goes to ``log`` instead, and an error keeps one line
+    (``KeyError: 'fd'``) without the machine's paths (``paths.scrub``, ``folders`` too), its
+    traceback logged."""
+    import nbformat
+    nb = nbformat.read(notebook, as_version=4)
+    for cell in nb.cells:
+        kept = []
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream" and output.get("name") == "stderr":
+                log(f"{notebook.stem}: {output.get('text', '').rstrip()}")
+                continue
+            if output.get("output_type") == "error":
+                log(f"{notebook.stem}: " + ANSI.sub("", "\n".join(output.get("traceback", []))))
+                output["evalue"] = scrub(str(output.get("evalue", "")), *folders)
+                output["traceback"] = [f"{output.get('ename', 'Error')}: {output['evalue']}"]
+            kept.append(output)
+        if "outputs" in cell:
+            cell["outputs"] = kept
+    write_atomic(notebook, nbformat.writes(nb))
 
 
 def render_html(notebook: Path, out: Path, code: bool = False) -> Path:

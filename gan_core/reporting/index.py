@@ -27,14 +27,17 @@ HIDDEN_INDEX_COLUMNS = ("error", "images_per_s", "kid", "fd_floor", "variant", "
 
 def sweep_runs(sweep_dir: str | Path) -> list[dict[str, Any]]:
     """The runs in sweep order from sweep.json (name, overrides, configuration, seed, variant,
-    reference and the value of each varied setting), else every sub-folder holding a config
+    reference), each with the value it ran with of every setting the sweep varies (from its own
+    config.yaml; sweep.json's where it has not run yet), else every sub-folder holding a config
     (each its own configuration; the settings that differ between their config.yaml files)."""
     info = SweepDir(sweep_dir).read_sweep()
-    if info.get("runs"):
-        return [{"configuration": r["name"], "seed": None, "variant": "", "reference": "", "settings": {}, **r}
-                for r in info["runs"]]
     configs = {p.parent.name: config_lib.flatten(yaml.safe_load(p.read_text()) or {})
                for p in sorted(Path(sweep_dir).glob("*/config.yaml"))}
+    if info.get("runs"):
+        varied = info.get("varied", [])
+        return [{"configuration": r["name"], "seed": None, "variant": "", "reference": "", **r,
+                 "settings": {k: configs.get(r["name"], r.get("settings", {})).get(k) for k in varied}}
+                for r in info["runs"]]
     keys = sorted({k for c in configs.values() for k in c}, key=str)
     varied = [k for k in keys if k not in RUNTIME_KEYS and len({json.dumps(c.get(k)) for c in configs.values()}) > 1]
     return [{"name": name, "overrides": {}, "configuration": name, "seed": None, "variant": "", "reference": "",
@@ -224,12 +227,17 @@ def _links(run_dir: Path) -> str:
 
 
 def _status_cell(run_dir: Path, status: str, error: str) -> str:
+    """A failed run's cell: where it failed (a step of its work, a notebook: linked to its error
+    cell) and why."""
     if status != "failed":
         return status
     info = RunDir(run_dir).read_status()
-    link = f"{quote(run_dir.name)}/{quote(str(info.get('failed_link', '')), safe='#')}"
-    return (f"<a href='{link}' style='color:#b00'><b>failed</b></a><br>"
-            f"<small>{html.escape(str(info.get('failed_notebook', '')))}: {html.escape(error)}</small>")
+    where = html.escape(str(info.get("failed_step", "")))
+    failed = "<b>failed</b>"
+    if info.get("failed_link"):
+        failed = (f"<a href='{quote(run_dir.name)}/{quote(str(info['failed_link']), safe='#')}' "
+                  f"style='color:#b00'>{failed}</a>")
+    return f"<span style='color:#b00'>{failed}</span> in {where}<br><small>{html.escape(error)}</small>"
 
 
 def sweep_header_html(sweep_dir: str | Path) -> str:
@@ -266,17 +274,18 @@ def seed_curves(sweep_dir: str | Path, table: pd.DataFrame) -> dict[str, pd.Data
 
 
 def durations_table(sweep_dir: str | Path, table: pd.DataFrame) -> pd.DataFrame:
-    """Seconds per notebook of each run's last invocation (status.json), its training over all
-    invocations (metrics.json; a resumed run trained in several), its reports' time (the
-    notebooks' time without the training in them), and the share of the two outside training."""
+    """Seconds per step of each run's last invocation (status.json: evaluation, loss statistics,
+    each notebook), its training over all invocations (metrics.json; a resumed run trained in
+    several), its reports' time (all of its last invocation but the training: process starts,
+    scores, notebooks, pages), and the share of the two outside training."""
     rows = {}
     for name in table["run"]:
         run = RunDir(Path(sweep_dir) / name)
         status = run.read_status()
-        seconds, reports = status.get("notebook_s", {}), status.get("reports_s")
+        seconds, reports = status.get("step_s", {}), status.get("reports_s")
         training = run.read_metrics().get("training", {}).get("seconds")
         if not seconds or reports is None or not training:
             continue
-        rows[name] = {**seconds, "training": training, "reports": reports,
-                      "outside training": f"{reports / (reports + training):.0%}"}
+        rows[name] = {**{k: v for k, v in seconds.items() if k != "training"}, "training": training,
+                      "reports": reports, "outside training": f"{reports / (reports + training):.0%}"}
     return pd.DataFrame.from_dict(rows, orient="index")

@@ -2,20 +2,20 @@
 or, opened in JupyterLab with its defaults, one worth looking at: the main job's first finished
 run (``reports/quick/``, found from the folder the notebook runs in or above it), else the lab
 run (``runs/lab/`` beside the notebook, trained once from ``params/lab.yaml`` in about a minute
-on 2 cores, then reused). A notebook never shows an untrained generator by default, and says in
-its first output which run it shows and how to open another.
+on 2 cores, then reused: ``reporting.html.open_run`` computes what a run lacks). A notebook never
+shows an untrained generator by default, and says in its first output which run it shows and how
+to open another.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from .. import config as config_lib
 from ..config import Config
 from ..paths import notebook_path, work_path
-from ..rundir import RunDir, RunIncomplete, SweepDir
+from ..rundir import RunDir, SweepDir
 
 MAIN_JOB = Path("reports") / "quick"  # make report's sweep folder
 LAB_RUN = Path("runs") / "lab"  # beside the notebook
@@ -61,11 +61,9 @@ def run_roots() -> list[Path]:
     return [reports, here / "runs"]
 
 
-def choose(run_dir: str = "", config_path: str = "", train_missing: bool = True,
-           log: Callable[[str], None] = print) -> Chosen:
+def choose(run_dir: str = "", config_path: str = "") -> Chosen:
     """The run a notebook shows (see the module docstring) and its config: ``config_path``, else
-    the run's own config.yaml. With the defaults and no main job, the lab run is trained here
-    first unless ``train_missing`` is false (then its config is returned untrained)."""
+    the run's own config.yaml; with the defaults and no main job, the lab run (trained or not)."""
     if run_dir:
         run = RunDir(work_path(run_dir))
         config = config_lib.load(notebook_path(config_path) if config_path else run.config)
@@ -73,19 +71,12 @@ def choose(run_dir: str = "", config_path: str = "", train_missing: bool = True,
     if config_path:
         raise config_lib.ConfigError(f"config_path = {config_path!r} needs run_dir: the folder to train it into")
     if (found := main_job_run()) is not None:
+        sweep = Path(os.path.relpath(found.root.parent, Path.cwd()))  # from the folder the notebook runs in
         return Chosen(config_lib.load(found.config), found,
-                      f"This notebook shows `{found.root.name}`, the main job's first run ({found.root.parent}). "
+                      f"This notebook shows `{found.root.name}`, the main job's first run (`{sweep}`). "
                       "To open another run, set `run_dir` in the parameters cell to its folder, e.g. "
-                      f"`\"{found.root.parent / 'z100-s0'}\"`, or explore every run with 08_explore.")
-    run = RunDir(work_path(LAB_RUN))
-    config = config_lib.load(notebook_path(LAB_CONFIG))
-    if train_missing:
-        try:
-            run.require_trained()
-        except RunIncomplete:
-            from ..training import train  # the lab run: once, then reused
-            log(f"training the lab preset ({LAB_CONFIG}) into {run.root} once; later notebooks reuse it")
-            train(config, run.root, resume=True, log=log)
-    return Chosen(config, run, f"This notebook shows the lab run (`{LAB_RUN}` beside it, trained once from "
-                  f"{LAB_CONFIG}): there is no main job yet (make report runs it; its runs are then shown). To open "
-                  "another run, set `run_dir` in the parameters cell to its folder.")
+                      f"`\"{sweep / 'z100-s0'}\"`, or explore every run with 08_explore.")
+    return Chosen(config_lib.load(notebook_path(LAB_CONFIG)), RunDir(work_path(LAB_RUN)),
+                  f"This notebook shows the lab run (`{LAB_RUN}` beside it, trained once from {LAB_CONFIG}): there "
+                  "is no main job yet (make report runs it; its runs are then shown). To open another run, set "
+                  "`run_dir` in the parameters cell to its folder.")
