@@ -76,6 +76,7 @@ def copy_notebooks(folder: str | Path, force: bool = False) -> list[Path]:
 
     from .orchestration.job import kernel_spec
     from .paths import NOTEBOOKS
+    from .rundir import write_atomic
     sources = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
     targets = [Path(folder) / source.name for source in sources]
     if not force and (there := [t.name for t in targets if t.exists()]):
@@ -85,7 +86,7 @@ def copy_notebooks(folder: str | Path, force: bool = False) -> list[Path]:
     for source, target in zip(sources, targets):
         notebook = json.loads(source.read_text())
         notebook["metadata"]["kernelspec"] = {"name": name, "display_name": display, "language": "python"}
-        target.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n")
+        write_atomic(target, json.dumps(notebook, indent=1, ensure_ascii=False) + "\n")
     return targets
 
 
