@@ -1,6 +1,7 @@
 # make report: set everything up and run the main job (params/sweeps/quick.yaml)
 # make test:   run the test suite (CI; <= 12 minutes on 2 cores)
 # make test-fast: unit tests, no notebooks, nothing slow (<= 2 minutes)
+# make docs:   rewrite the generated parts of docs/ (config, CLI, presets)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
@@ -8,7 +9,7 @@ JOBS ?= 2
 SWEEP ?= params/sweeps/quick.yaml
 ARGS ?=  # more sweep options, e.g. ARGS="--set train.epochs=1 --out reports/short"
 
-.PHONY: setup system report test test-fast lab benchmark clean
+.PHONY: setup system report test test-fast lab benchmark docs clean
 
 setup: system $(VENV)/.installed
 
@@ -36,10 +37,13 @@ test-fast: setup
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks
 
-benchmark: setup  # about 4 minutes on 2 cores with AMX, 8 on AVX2; results in benchmarks/results/
-	$(PY) benchmarks/train_throughput.py params/quick.yaml
+benchmark: setup  # a few minutes on 2 cores; writes the throughput table of docs/reference/performance.md
+	$(PY) benchmarks/train_throughput.py params/quick.yaml --doc
 	$(PY) benchmarks/time_to_quality.py params/quick.yaml --seeds 0 1 2 --epochs 3
 	@if [ -d reports/quick ]; then $(PY) benchmarks/sweep_overhead.py reports/quick; fi
+
+docs: setup
+	$(PY) docs/make_reference.py
 
 clean:
 	rm -rf reports runs

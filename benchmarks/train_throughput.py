@@ -1,6 +1,8 @@
 """Training throughput: the Trainer against a bare loop of the same D-then-G step.
 
     python benchmarks/train_throughput.py params/quick.yaml --steps 100
+    python benchmarks/train_throughput.py params/quick.yaml --doc   # also writes docs/reference/performance.md
+
 
 For each variant (fp32, auto, bf16 autocast, channels_last) it times ``Trainer.fit`` over one epoch
 of ``--steps`` steps (logging, progress bar, sample grid and checkpoint included) and a bare
@@ -10,8 +12,12 @@ prints images/s for both and their ratio. Best of ``--repeats`` alternating runs
 from __future__ import annotations
 
 import argparse
+import platform
+import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -53,6 +59,47 @@ def full_trainer(trainer: Trainer) -> float:
     return time.perf_counter() - start
 
 
+REPO = Path(__file__).resolve().parents[1]
+DOC = REPO / "docs" / "reference" / "performance.md"
+
+
+def machine() -> str:
+    """The CPU's model, cores and the flags that decide the precision (bf16 native or not)."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    except OSError:
+        pass
+    shown = [f for f in ("amx_bf16", "avx512_bf16", "avx2") if f in flags]
+    cores = len(__import__("os").sched_getaffinity(0))
+    return f"{model}, {cores} cores" + (f" ({', '.join(shown)})" if shown else "")
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def write_doc(rows: list[str], command: str) -> None:
+    """The table as the "throughput-cpu" block of docs/reference/performance.md."""
+    sys.path.insert(0, str(REPO / "docs"))
+    from make_reference import write_block
+    text = "\n".join([f"Machine: {machine()}; commit {commit()}; threads {torch.get_num_threads()}; "
+                      f"torch {torch.__version__}. Command: `{command}`", "",
+                      "| variant | bare loop img/s | trainer img/s | ratio | precision picked |", "|---|---|---|---|---|",
+                      *rows])
+    write_block(DOC, "throughput-cpu", text)
+    print(f"wrote {DOC.relative_to(REPO)} (block throughput-cpu)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("config")
@@ -60,7 +107,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--variants", default="fp32,auto", help=f"comma-separated: {', '.join(VARIANTS)}")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--doc", action="store_true", help=f"also write the table into {DOC.relative_to(REPO)}")
     args = parser.parse_args()
+    rows = []
     base = config_lib.load(args.config, parse_overrides(args.set))
     images = args.steps * base.train.batch_size
     print(f"{args.config}: {args.steps} steps of {base.train.batch_size}, threads {torch.get_num_threads()}")
@@ -75,6 +124,10 @@ def main() -> None:
                 bare = min(bare, bare_loop(trainer))
                 full = min(full, full_trainer(trainer))  # same warm trainer: trains its epoch 1
         print(f"{name:<20}{images / bare:>12.0f}{images / full:>15.0f}{bare / full:>8.3f}  {trainer.precision.note}")
+        rows.append(f"| {name} | {images / bare:,.0f} | {images / full:,.0f} | {bare / full:.3f} | "
+                    f"{trainer.precision.note} |")
+    if args.doc:
+        write_doc(rows, "python " + " ".join(["benchmarks/train_throughput.py", *sys.argv[1:]]))
 
 
 if __name__ == "__main__":

@@ -36,8 +36,9 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class DataConfig:
     name: Literal["fashion-mnist", "mnist", "digits", "cifar10", "flowers102", "imagefolder"] = "fashion-mnist"
-    root: str | None = None  # None: the data set's default place (Debian's for fashion-mnist, else data/);
-    # a relative root is relative to the repository, wherever the command or notebook runs
+    # None: the data set's default place (Debian's for fashion-mnist, else data/); a relative
+    # root is relative to the repository, wherever the command or notebook runs
+    root: str | None = None
     download: bool = False  # only torchvision sets, and only when asked
     split: Literal["train", "test"] = "train"
     image_size: int = 28  # images are resized to this; each model.arch says which sizes it builds
@@ -108,7 +109,7 @@ class TrainConfig:
     ema_halflife: float = 0.0
     lr_decay: Literal["none", "linear", "cosine"] = "none"  # every learning rate falls to 0 at the last step
     grad_clip: float = 0.0  # clip each network's gradient norm to this before its step; 0: off
-    compile: bool = False  # torch.compile the networks (compile time against speed: README, Performance)
+    compile: bool = False  # torch.compile the networks (compile time against speed: docs/reference/performance.md)
     instance_noise: float = 0.0  # std of Gaussian noise on D's inputs, annealed linearly to 0; 0: off
 
 

@@ -31,7 +31,7 @@ class DiffusionSettings:
 class DDPMFamily(Family):
     arch, name, kind, section, settings = "ddpm", "DDPM", "diffusion model", "diffusion", DiffusionSettings
     implementation = "gan_core.models.ddpm:DDPM"
-    channels_last = False  # its GroupNorm prefers the default layout (README, Performance)
+    channels_last = False  # its GroupNorm prefers the default layout (docs/reference/performance.md)
 
     def check(self, config: Any) -> str | None:
         d, size = config.family, config.data.image_size

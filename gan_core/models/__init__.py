@@ -4,7 +4,7 @@ Which families exist, and what the config and the reports know of them without t
 ``gan_core.families``: its registry names each implementation ("module:Class"), imported here
 only when a model is built. To add a family: a ``ModelFamily`` subclass (its networks,
 ``training_step``, ``summary`` and ``describe``; a GAN subclasses ``GAN`` and builds its pair of
-networks) and a ``families.Family`` spec registered by one line (README, Adding a model family).
+networks) and a ``families.Family`` spec registered by one line (docs/reference/architecture.md, Adding a model family).
 The trainer, the scores and every notebook then run it without knowing which it is.
 """
 from __future__ import annotations

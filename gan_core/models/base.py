@@ -89,7 +89,7 @@ class Precision:
         """``train.precision``/``train.channels_last`` for ``device``: ``auto`` is bf16 autocast
         where the device computes bf16 natively, fp32 elsewhere; channels_last where the family
         is measured faster with it (``Family.channels_last``: the convolutional GANs, in fp32 and
-        bf16 alike), never slower: README, Performance."""
+        bf16 alike), never slower: docs/reference/performance.md."""
         native, why = native_bf16(device)
         reasons = []
         if precision == "auto":
