@@ -39,7 +39,7 @@ class DataConfig:
     # None: the data set's default place (Debian's for fashion-mnist, else data/); a relative
     # root is relative to the repository, wherever the command or notebook runs
     root: str | None = None
-    download: bool = False  # only torchvision sets, and only when asked
+    download: bool = False  # fetch a missing data set (Fashion-MNIST, torchvision's sets; needs internet)
     split: Literal["train", "test"] = "train"
     image_size: int = 28  # images are resized to this; each model.arch says which sizes it builds
     channels: int | None = None  # None: the data set's own (1 or 3); else converted to 1 or 3
