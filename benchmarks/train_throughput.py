@@ -12,6 +12,7 @@ prints images/s for both and their ratio. Best of ``--repeats`` alternating runs
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import subprocess
 import sys
@@ -76,7 +77,7 @@ def machine() -> str:
     except OSError:
         pass
     shown = [f for f in ("amx_bf16", "avx512_bf16", "avx2") if f in flags]
-    cores = len(__import__("os").sched_getaffinity(0))
+    cores = len(os.sched_getaffinity(0))
     return f"{model}, {cores} cores" + (f" ({', '.join(shown)})" if shown else "")
 
 
@@ -92,8 +93,9 @@ def write_doc(rows: list[str], command: str) -> None:
     """The table as the "throughput-cpu" block of docs/reference/performance.md."""
     sys.path.insert(0, str(REPO / "docs"))
     from make_reference import write_block
+    load = os.getloadavg()[0]  # other work on the machine slows every row alike
     text = "\n".join([f"Machine: {machine()}; commit {commit()}; threads {torch.get_num_threads()}; "
-                      f"torch {torch.__version__}. Command: `{command}`", "",
+                      f"torch {torch.__version__}; load average {load:.1f} when it ended. Command: `{command}`", "",
                       "| variant | bare loop img/s | trainer img/s | ratio | precision picked |", "|---|---|---|---|---|",
                       *rows])
     write_block(DOC, "throughput-cpu", text)
