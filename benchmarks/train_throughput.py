@@ -83,19 +83,22 @@ def machine() -> str:
 
 def commit() -> str:
     try:
-        return subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()
+        git = ["git", "-C", str(REPO)]
+        head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
+        changed = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                                 text=True, check=True).stdout.strip()
+        return head.stdout.strip() + ("+dirty" if changed else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
 
-def write_doc(rows: list[str], command: str) -> None:
+def write_doc(rows: list[str], command: str, timed: str) -> None:
     """The table as the "throughput-cpu" block of docs/reference/performance.md."""
     sys.path.insert(0, str(REPO / "docs"))
     from make_reference import write_block
     load = os.getloadavg()[0]  # other work on the machine slows every row alike
     text = "\n".join([f"Machine: {machine()}; commit {commit()}; threads {torch.get_num_threads()}; "
-                      f"torch {torch.__version__}; load average {load:.1f} when it ended. Command: `{command}`", "",
+                      f"torch {torch.__version__}; load average {load:.1f} when it ended; {timed}. Command: `{command}`", "",
                       "| variant | bare loop img/s | trainer img/s | ratio | precision picked |", "|---|---|---|---|---|",
                       *rows])
     write_block(DOC, "throughput-cpu", text)
@@ -129,7 +132,8 @@ def main() -> None:
         rows.append(f"| {name} | {images / bare:,.0f} | {images / full:,.0f} | {bare / full:.3f} | "
                     f"{trainer.precision.note} |")
     if args.doc:
-        write_doc(rows, "python " + " ".join(["benchmarks/train_throughput.py", *sys.argv[1:]]))
+        write_doc(rows, "python " + " ".join(["benchmarks/train_throughput.py", *sys.argv[1:]]),
+                  f"{args.steps} steps of {base.train.batch_size} images per timing, best of {args.repeats}")
 
 
 if __name__ == "__main__":
