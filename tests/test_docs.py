@@ -172,7 +172,7 @@ def test_every_relative_link_resolves(page):
     text = FENCE.sub("", page.read_text())
     text = re.sub(r"`[^`\n]*`", "", text)
     broken = []
-    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+    for target in re.findall(r"\]\(([^)\s]+)\)", text) + re.findall(r'<img[^>]*\ssrc="([^"]+)"', text):
         if re.match(r"[a-z]+:", target):  # http:, https:, mailto:
             continue
         path, _, anchor = target.partition("#")
