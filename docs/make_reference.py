@@ -88,9 +88,9 @@ def default(field: dataclasses.Field) -> str:
     return json.dumps(value) if value is not None else "null"
 
 
-def section_lines(title: str, prefix: str, cls: type) -> list[str]:
+def section_lines(title: str, prefix: str, cls: type, note: str = "") -> list[str]:
     comments = field_comments(cls)
-    lines = [f"### `{title}`", ""]
+    lines = [f"### `{title}`", "", *([note, ""] if note else [])]
     for f in dataclasses.fields(cls):
         if f.name == "family":
             continue
@@ -108,9 +108,8 @@ def config_block() -> str:
         if f.name != "family":
             lines += section_lines(f.name, f"{f.name}.", f.default_factory().__class__)
     for name, family in sorted(families.sections().items()):
-        arch = family.arch if hasattr(family, "arch") else name
-        lines += section_lines(name, f"{name}.", family.settings)
-        lines[-(len(dataclasses.fields(family.settings)) + 2)] += f" (read when `model.arch: {arch}`)"
+        lines += section_lines(name, f"{name}.", family.settings,
+                               f"The {family.name} family's own settings, read when `model.arch: {family.arch}`.")
     return "\n".join(lines)
 
 
