@@ -43,3 +43,64 @@ def test_no_files_is_an_error(tmp_path):
         evaluators.fingerprint(_config(tmp_path))
     with pytest.raises(evaluators.EvaluatorError, match="no cifar10 files"):
         evaluators.fingerprint(_config(tmp_path, name="cifar10"))
+
+
+def _torch_config(root, tmp_path, size):
+    return SimpleNamespace(data=SimpleNamespace(name="imagefolder", root=str(root), image_size=size, channels=None),
+                           eval=SimpleNamespace(cache_dir=str(tmp_path / "cache")))
+
+
+@pytest.mark.slow  # ~7 s idle, past 10 s on the shared machine
+def test_labelled_folder_trains_a_classifier_and_scores(tmp_path):
+    from gan_core.config import EvalConfig
+    from gan_core.evaluation import trained
+    from gan_core.evaluation.evaluator import features_and_classes
+    from gan_core.evaluation.scores import class_scores, prdc
+
+    root = shapes_folder(tmp_path / "shapes", per_class=40, size=64)
+    config = _torch_config(root, tmp_path, 64)
+    lines = []
+    model, info = trained.load_trained(config, lines.append, epochs=6, batch_size=32)
+    assert info["labelled"] and info["classes"] == ["class_0", "class_1", "class_2"]
+    assert info["held_out"] >= 0.9, lines
+    assert "with labels" in info["source"] and "held-out accuracy" in info["source"]
+    x, y, _ = trained.folder_images(config, 64, 3)
+    real, real_classes = features_and_classes(model, x)
+    every = features_and_classes(model, trained.folder_images(
+        _torch_config(shapes_folder(tmp_path / "more", per_class=20, seed=1), tmp_path, 64), 64, 3)[0])
+    one = features_and_classes(model, trained.folder_images(
+        _torch_config(shapes_folder(tmp_path / "one", per_class=60, classes=1, seed=2), tmp_path, 64), 64, 3)[0])
+    k = EvalConfig().nearest_k
+    all_scores = {**prdc(real, every[0], k), **class_scores(every[1], real_classes, info["classes"])}
+    one_scores = {**prdc(real, one[0], k), **class_scores(one[1], real_classes, info["classes"])}
+    assert one_scores["recall"] < all_scores["recall"]
+    assert one_scores["classes_covered"] < all_scores["classes_covered"]
+
+    # the cache is reused: nothing trained again
+    lines.clear()
+    again, info2 = trained.load_trained(config, lines.append, epochs=6, batch_size=32)
+    assert info2["version"] == info["version"] and not lines
+    # a truncated cache file is recomputed
+    path = trained.trained_path(config, info["recipe"])
+    path.write_bytes(path.read_bytes()[:100])
+    lines.clear()
+    _, info3 = trained.load_trained(config, lines.append, epochs=6, batch_size=32)
+    assert any("unreadable cache file" in line for line in lines) and info3["version"] == info["version"]
+    # a changed folder: a new fingerprint, a new evaluator
+    shapes_folder(root, per_class=41, size=64, seed=5)
+    lines.clear()
+    _, info4 = trained.load_trained(config, lines.append, epochs=6, batch_size=32)
+    assert info4["version"] != info["version"] and any("training" in line for line in lines)
+
+
+def test_one_folder_trains_simclr(tmp_path):
+    from gan_core.evaluation import trained
+
+    root = one_folder(tmp_path / "art", count=60, size=128)
+    config = _torch_config(root, tmp_path, 128)
+    model, info = trained.load_trained(config, lambda line: None, epochs=2, batch_size=32)
+    assert not info["labelled"] and info["recipe"]["method"] == "simclr"
+    assert "without labels" in info["source"] and "retrieval" in info["source"]
+    assert 0.0 <= info["held_out"] <= 1.0
+    feats = model.features(trained.folder_images(config, 128, 3)[0][:4])
+    assert feats.shape == (4, 128)
