@@ -32,7 +32,7 @@ HELD_OUT = 0.1  # the share of images held out for the held-out figure
 TEMPERATURE = 0.5  # NT-Xent's
 
 
-def trained_recipe(config: Any, epochs: int = 10, subset: int | None = None, batch_size: int = 128) -> dict[str, Any]:
+def trained_recipe(config: Any, epochs: int = 2, subset: int | None = None, batch_size: int = 128) -> dict[str, Any]:
     """Everything a trained evaluator's weights depend on, the data's fingerprint included."""
     channels = getattr(config.data, "channels", None) or 3
     return {"version": evaluators.TRAINED_VERSION, "data": config.data.name,
