@@ -138,3 +138,60 @@ def shipped_digest(name: str) -> str:
         raise EvaluatorError(f"{path}: the shipped evaluator is missing or does not match its manifest; reinstall "
                              "gan_core, or make it with scripts/train_evaluators.py")
     return digest
+
+
+# ---- evaluators trained from a user's own data (issue 33): what identifies the data, torch-free ----
+TRAINED_VERSION = 1  # bump when the trained evaluators' recipe changes: their caches are then retrained
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp"}
+# where a torchvision set keeps its files under data.root
+TORCHVISION_FOLDERS = {"mnist": "MNIST", "cifar10": "cifar-10-batches-py", "flowers102": "flowers-102"}
+
+
+def _root(config: Any) -> Path:
+    from ..paths import REPO  # torch-free; the same resolution as gan_core.data.data_root
+    path = Path(config.data.root or "data").expanduser()
+    return path if path.is_absolute() else REPO / path
+
+
+def data_files(config: Any) -> tuple[Path, list[Path]]:
+    """The folder and the files a trained evaluator of ``config``'s data depends on: an image
+    folder's images, or a torchvision set's files under ``data.root``."""
+    root = _root(config)
+    name = config.data.name
+    if name == "imagefolder":
+        files = [p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    else:
+        folder = root / TORCHVISION_FOLDERS.get(name, "")
+        files = [p for p in folder.rglob("*") if p.is_file()] if folder.is_dir() else []
+    return root, sorted(files)
+
+
+def fingerprint(config: Any) -> str:
+    """A digest of ``config``'s training data (each file's relative name, size and mtime) and of
+    the trained recipe's version: a changed folder gets a new evaluator, an unchanged one the cached one.
+
+    Raises:
+        EvaluatorError: no files were found.
+    """
+    root, files = data_files(config)
+    if not files:
+        raise EvaluatorError(f"no {config.data.name} files under data.root = {str(root)!r} to train an evaluator on")
+    digest = hashlib.sha256(f"{config.data.name} v{TRAINED_VERSION}\n".encode())
+    for path in files:
+        stat = path.stat()
+        digest.update(f"{path.relative_to(root).as_posix()}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def folder_classes(config: Any) -> list[str]:
+    """An image folder's class subfolders that hold images (as torchvision's ImageFolder reads them)."""
+    root, files = data_files(config)
+    return sorted({p.relative_to(root).parts[0] for p in files if len(p.relative_to(root).parts) > 1})
+
+
+def labelled(config: Any) -> bool:
+    """Whether a trained evaluator of ``config``'s data is a classifier (2 or more class subfolders, or
+    a torchvision set's targets) rather than a self-supervised feature network (one folder)."""
+    if config.data.name != "imagefolder":
+        return True
+    return len(folder_classes(config)) >= 2

@@ -1,0 +1,106 @@
+"""Issue 33: what identifies an evaluator trained from a user's own images (torch-free part)."""
+from __future__ import annotations
+
+import os
+from types import SimpleNamespace
+
+import pytest
+
+from gan_core import evaluators
+from tests.images import one_folder, shapes_folder
+
+
+def _config(root, name="imagefolder"):
+    return SimpleNamespace(data=SimpleNamespace(name=name, root=str(root)))
+
+
+def test_labels_from_class_folders(tmp_path):
+    shapes_folder(tmp_path / "shapes", per_class=3)
+    one_folder(tmp_path / "art", count=3, size=32)
+    assert evaluators.folder_classes(_config(tmp_path / "shapes")) == ["class_0", "class_1", "class_2"]
+    assert evaluators.labelled(_config(tmp_path / "shapes"))
+    assert not evaluators.labelled(_config(tmp_path / "art"))
+    assert evaluators.labelled(_config(tmp_path, name="mnist"))
+
+
+def test_fingerprint_follows_the_files(tmp_path):
+    root = shapes_folder(tmp_path / "shapes", per_class=3, size=16)
+    config = _config(root)
+    first = evaluators.fingerprint(config)
+    assert evaluators.fingerprint(config) == first  # unchanged folder: the same evaluator
+    image = root / "class_0" / "0000.png"
+    os.utime(image, ns=(image.stat().st_atime_ns, image.stat().st_mtime_ns + 10**9))
+    touched = evaluators.fingerprint(config)
+    assert touched != first
+    (root / "class_1" / "0001.png").unlink()
+    assert evaluators.fingerprint(config) not in (first, touched)
+    (root / "class_0" / "notes.txt").write_text("not an image")
+    assert len(evaluators.data_files(config)[1]) == 8
+
+
+def test_no_files_is_an_error(tmp_path):
+    with pytest.raises(evaluators.EvaluatorError, match="no imagefolder files"):
+        evaluators.fingerprint(_config(tmp_path))
+    with pytest.raises(evaluators.EvaluatorError, match="no cifar10 files"):
+        evaluators.fingerprint(_config(tmp_path, name="cifar10"))
+
+
+def _torch_config(root, tmp_path, size):
+    return SimpleNamespace(data=SimpleNamespace(name="imagefolder", root=str(root), image_size=size, channels=None),
+                           eval=SimpleNamespace(cache_dir=str(tmp_path / "cache")))
+
+
+@pytest.mark.slow  # ~7 s idle, past 10 s on the shared machine
+def test_labelled_folder_trains_a_classifier_and_scores(tmp_path):
+    from gan_core.config import EvalConfig
+    from gan_core.evaluation import trained
+    from gan_core.evaluation.evaluator import features_and_classes
+    from gan_core.evaluation.scores import class_scores, prdc
+
+    root = shapes_folder(tmp_path / "shapes", per_class=40, size=64)
+    config = _torch_config(root, tmp_path, 64)
+    lines = []
+    model, info = trained.load_trained(config, lines.append, epochs=6, batch_size=32)
+    assert info["labelled"] and info["classes"] == ["class_0", "class_1", "class_2"]
+    assert info["held_out"] >= 0.9, lines
+    assert "with labels" in info["source"] and "held-out accuracy" in info["source"]
+    x, y, _ = trained.folder_images(config, 64, 3)
+    real, real_classes = features_and_classes(model, x)
+    every = features_and_classes(model, trained.folder_images(
+        _torch_config(shapes_folder(tmp_path / "more", per_class=20, seed=1), tmp_path, 64), 64, 3)[0])
+    one = features_and_classes(model, trained.folder_images(
+        _torch_config(shapes_folder(tmp_path / "one", per_class=60, classes=1, seed=2), tmp_path, 64), 64, 3)[0])
+    k = EvalConfig().nearest_k
+    all_scores = {**prdc(real, every[0], k), **class_scores(every[1], real_classes, info["classes"])}
+    one_scores = {**prdc(real, one[0], k), **class_scores(one[1], real_classes, info["classes"])}
+    assert one_scores["recall"] < all_scores["recall"]
+    assert one_scores["classes_covered"] < all_scores["classes_covered"]
+
+    # the cache is reused: nothing trained again
+    lines.clear()
+    again, info2 = trained.load_trained(config, lines.append, epochs=6, batch_size=32)
+    assert info2["version"] == info["version"] and not lines
+    # a truncated cache file is recomputed
+    path = trained.trained_path(config, info["recipe"])
+    path.write_bytes(path.read_bytes()[:100])
+    lines.clear()
+    _, info3 = trained.load_trained(config, lines.append, epochs=6, batch_size=32)
+    assert any("unreadable cache file" in line for line in lines) and info3["version"] == info["version"]
+    # a changed folder: a new fingerprint, a new evaluator
+    shapes_folder(root, per_class=41, size=64, seed=5)
+    lines.clear()
+    _, info4 = trained.load_trained(config, lines.append, epochs=6, batch_size=32)
+    assert info4["version"] != info["version"] and any("training" in line for line in lines)
+
+
+def test_one_folder_trains_simclr(tmp_path):
+    from gan_core.evaluation import trained
+
+    root = one_folder(tmp_path / "art", count=60, size=128)
+    config = _torch_config(root, tmp_path, 128)
+    model, info = trained.load_trained(config, lambda line: None, epochs=2, batch_size=32)
+    assert not info["labelled"] and info["recipe"]["method"] == "simclr"
+    assert "without labels" in info["source"] and "retrieval" in info["source"]
+    assert 0.0 <= info["held_out"] <= 1.0
+    feats = model.features(trained.folder_images(config, 128, 3)[0][:4])
+    assert feats.shape == (4, 128)
