@@ -22,10 +22,9 @@ from gan_core.cli import build_parser
 REPO = Path(__file__).resolve().parents[1]
 PAGES = sorted([REPO / "README.md", *(REPO / "docs").rglob("*.md")])
 
-# Pages that other issues write in parallel (issue 34: docs/gpu.md; issue 33: docs/evaluators.md).
-# Links to them may dangle until those branches are merged; remove each entry once its page is on
-# main, so a broken link to it fails again.
-PENDING_PAGES = {"docs/gpu.md", "docs/evaluators.md"}
+# Pages a parallel branch writes, whose links may dangle until it is merged; empty on main, so a
+# broken link fails.
+PENDING_PAGES: set[str] = set()
 # CLI flags a page names that are not on this branch yet (from parallel issues); empty today.
 PENDING_FLAGS: set[str] = set()
 
