@@ -35,11 +35,11 @@ TEMPERATURE = 0.5  # NT-Xent's
 def trained_recipe(config: Any, epochs: int = 2, subset: int | None = None, batch_size: int = 128) -> dict[str, Any]:
     """Everything a trained evaluator's weights depend on, the data's fingerprint included."""
     channels = getattr(config.data, "channels", None) or 3
+    labelled = evaluators.labelled(config)  # walks the folder: once
     return {"version": evaluators.TRAINED_VERSION, "data": config.data.name,
-            "fingerprint": evaluators.fingerprint(config), "labelled": evaluators.labelled(config),
+            "fingerprint": evaluators.fingerprint(config), "labelled": labelled,
             "size": config.data.image_size, "channels": channels, "epochs": epochs, "subset": subset,
-            "batch_size": batch_size, "lr": 1e-3, "seed": 0,
-            "method": "classifier" if evaluators.labelled(config) else "simclr"}
+            "batch_size": batch_size, "lr": 1e-3, "seed": 0, "method": "classifier" if labelled else "simclr"}
 
 
 def folder_images(config: Any, size: int, channels: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
@@ -84,23 +84,25 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 def nt_xent(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """SimCLR's normalized temperature-scaled cross entropy over the 2N views of N pairs."""
+    sim, target = _pair_similarity(a, b)
+    return F.cross_entropy(sim / TEMPERATURE, target)
+
+
+def _pair_similarity(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The cosine similarities of the 2N views of N pairs (a view against itself excluded), and
+    the index of each view's pair."""
     z = F.normalize(torch.cat([a, b]), dim=1)
-    sim = z @ z.T / TEMPERATURE
+    sim = z @ z.T
     sim.fill_diagonal_(float("-inf"))
     n = len(a)
-    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)])
-    return F.cross_entropy(sim, target)
+    return sim, torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)])
 
 
 @torch.no_grad()
 def retrieval_accuracy(model: Evaluator, x: torch.Tensor, seed: int = 1) -> float:
     """Held-out top-1 positive-pair retrieval: the share of views whose nearest other view is its pair."""
     gen = torch.Generator().manual_seed(seed)
-    z = F.normalize(torch.cat([model.features(augment(x, gen)), model.features(augment(x, gen))]), dim=1)
-    sim = z @ z.T
-    sim.fill_diagonal_(float("-inf"))
-    n = len(x)
-    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)])
+    sim, target = _pair_similarity(model.features(augment(x, gen)), model.features(augment(x, gen)))
     return float((sim.argmax(1) == target).float().mean())
 
 
