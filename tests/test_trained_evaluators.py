@@ -112,3 +112,33 @@ def test_one_folder_trains_simclr(tmp_path):
     assert 0.0 <= info["held_out"] <= 1.0
     feats = model.features(_images(config)[:4])
     assert feats.shape == (4, 128)
+
+
+def test_a_folder_too_small_for_an_evaluator_says_so(tmp_path):
+    root = one_folder(tmp_path / "few", count=20, size=16)
+    said = evaluators.unscored(_user_config(root, tmp_path, 16))
+    assert said.startswith("20 images under data.root") and str(evaluators.OWN_MIN_IMAGES) in said
+    from gan_core.config import Config
+    assert evaluators.unscored(Config()) is None  # Fashion-MNIST: a labelled set
+
+
+@pytest.mark.slow  # ~25 s: trains a tiny GAN and a SimCLR evaluator on 500 images
+def test_a_run_on_one_unlabelled_folder_is_scored_without_class_scores(tmp_path, tiny_config):
+    from gan_core.evaluation import evaluate_run
+    from gan_core.evaluation.run import NO_CLASSES
+    from gan_core.reporting.prose import score_reading
+    from gan_core.training import train
+
+    root = one_folder(tmp_path / "art", count=evaluators.OWN_MIN_IMAGES, size=32)
+    config = tiny_config(data={"name": "imagefolder", "root": str(root), "image_size": 32, "subset": None},
+                         eval={"samples": 200, "checkpoint_samples": 50, "cache_dir": str(tmp_path / "cache"),
+                               "evaluator_epochs": 1})
+    train(config, tmp_path / "run", log=lambda line: None)
+    result = evaluate_run(tmp_path / "run", log=lambda line: None)
+    assert result["available"] and not result["evaluator"]["labelled"], result.get("reason")
+    assert result["name"] == "FD (image folder SimCLR features)" and "without labels" in result["evaluator"]["source"]
+    assert "classes_covered" not in result["final"] and "class_histogram" not in result["floor"]
+    assert result["final"]["real_samples"] == 50  # the held-out tenth
+    assert result["floor"]["fd"] < result["final"]["fd"]
+    assert result["note"] == NO_CLASSES and NO_CLASSES in score_reading(result)
+    assert len(result["over_training"]) == 3  # the floor and two epochs
