@@ -16,20 +16,21 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from gan_core.config import Config, from_dict  # noqa: E402
 from gan_core.evaluation import trained  # noqa: E402
 from gan_core.evaluation.evaluator import features_and_classes  # noqa: E402
 from tests.images import one_folder, shapes_folder  # noqa: E402
 
 
-def config(root: Path, cache: Path, size: int) -> SimpleNamespace:
-    return SimpleNamespace(data=SimpleNamespace(name="imagefolder", root=str(root), image_size=size, channels=None),
-                           eval=SimpleNamespace(cache_dir=str(cache)))
+def config(root: Path, cache: Path, size: int, epochs: int, subset: int | None = None) -> Config:
+    """The config a user's folder gets: its evaluator is trained as a sweep's would be."""
+    return from_dict({"data": {"name": "imagefolder", "root": str(root), "image_size": size},
+                      "eval": {"cache_dir": str(cache), "evaluator_epochs": epochs, "evaluator_subset": subset}})
 
 
 def main() -> None:
@@ -47,23 +48,23 @@ def main() -> None:
         tmp = Path(tmp)
         shapes_folder(tmp / "small", per_class=args.images // 3 + 1, size=64)
         one_folder(tmp / "large", count=args.large, size=128)
-        c = config(tmp / "small", tmp / "cache", 64)
+        c = config(tmp / "small", tmp / "cache", 64, args.epochs, args.subset)
         start = time.perf_counter()
-        model, info = trained.load_trained(c, print, epochs=args.epochs, subset=args.subset)
+        model, info = trained.load_trained(c, print)
         t_small = time.perf_counter() - start
-        print(f"64x64 RGB, {args.images} images, labelled: {t_small:.1f} s (target 120); {info['source']}; {load()}",
+        print(f"64x64 RGB, {args.images} images, labelled: {t_small:.1f} s (target 120); {info['source']}, {info['held_out_name']} {info['held_out']:.1%}; {load()}",
               flush=True)
-        x = trained.folder_images(c, 64, 3)[0][:10000]
+        x = trained.decode(trained.own_data(c), torch.arange(min(10000, args.images)))
         start = time.perf_counter()
         features_and_classes(model, x)
         t_score = time.perf_counter() - start
         print(f"scoring {len(x)} samples at 64x64: {t_score:.1f} s (target 15); {load()}", flush=True)
-        c = config(tmp / "large", tmp / "cache", 128)
+        c = config(tmp / "large", tmp / "cache", 128, args.large_epochs)
         start = time.perf_counter()
-        _, info = trained.load_trained(c, print, epochs=args.large_epochs)
+        _, info = trained.load_trained(c, print)
         t_large = time.perf_counter() - start
         print(f"128x128 RGB, {args.large} images, one folder (SimCLR): {t_large:.1f} s (target 180); "
-              f"{info['source']}; {load()}", flush=True)
+              f"{info['source']}, {info['held_out_name']} {info['held_out']:.1%}; {load()}", flush=True)
 
 
 if __name__ == "__main__":

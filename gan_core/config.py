@@ -122,7 +122,9 @@ class EvalConfig:
     # auto: the evaluator shipped for the data set (fashion-mnist, digits: the same on every
     # machine), else one trained here; train: always train one here (with the two settings below)
     evaluator: Literal["auto", "shipped", "train"] = "auto"
-    evaluator_epochs: int = 3  # a trained evaluator's recipe (part of its cache key)
+    # a trained evaluator's epochs (part of its cache key); null: its recipe's (3 for a labelled set's
+    # classifier, 2 for one trained from an image folder's own images)
+    evaluator_epochs: int | None = None
     evaluator_subset: int | None = None  # train the evaluator on N random training images
     cache_dir: str = "~/.cache/gan-workbook"  # trained evaluators, test features and floors, by key
 
@@ -387,13 +389,14 @@ def _check_values(c: Config, source: str) -> None:
         need(getattr(t, key) > 0, f"train.{key}", "must be > 0", getattr(t, key))
     need(t.threads >= 0, "train.threads", "must be >= 0", t.threads)
     need(t.steps is None or t.steps > 0, "train.steps", "must be > 0 or null", t.steps)
-    for key in ("samples", "checkpoint_samples", "nearest_k", "kid_subset", "evaluator_epochs"):
+    for key in ("samples", "checkpoint_samples", "nearest_k", "kid_subset"):
         need(getattr(c.eval, key) > 0, f"eval.{key}", "must be > 0", getattr(c.eval, key))
-    need(c.eval.evaluator_subset is None or c.eval.evaluator_subset > 0, "eval.evaluator_subset",
-         "must be > 0", c.eval.evaluator_subset)
+    for key in ("evaluator_epochs", "evaluator_subset"):
+        need(getattr(c.eval, key) is None or getattr(c.eval, key) > 0, f"eval.{key}", "must be > 0 or null",
+             getattr(c.eval, key))
     shipped = c.eval.evaluator != "train" and c.data.name in SHIPPED_EVALUATORS
-    for key, default in (("evaluator_epochs", 3), ("evaluator_subset", None)):
-        need(not shipped or getattr(c.eval, key) == default, f"eval.{key}", f"sets how an evaluator is trained here, "
+    for key in ("evaluator_epochs", "evaluator_subset"):
+        need(not shipped or getattr(c.eval, key) is None, f"eval.{key}", f"sets how an evaluator is trained here, "
              f"but {c.data.name} is scored with the shipped one: add eval.evaluator: train, or leave it out",
              getattr(c.eval, key))
     need(c.data.subset is None or c.data.subset >= t.batch_size, "data.subset",

@@ -135,6 +135,13 @@ def _finish_stream(data: ImageData, c: DataConfig, seed: int) -> ImageData:
     return data
 
 
+def targets(data: ImageData) -> torch.Tensor:
+    """(N,) the class ids of ``data``'s images, without decoding a streamed set's."""
+    if data.images is not None:
+        return data.labels
+    return torch.as_tensor(_targets(data.dataset.dataset))[data.dataset.indices]
+
+
 def _select(labels: torch.Tensor, classes: Sequence[str], c: DataConfig, seed: int) -> torch.Tensor:
     """Indices kept by the class filter and the subset."""
     keep = torch.arange(len(labels))

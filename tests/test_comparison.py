@@ -117,7 +117,7 @@ def test_claims_are_answered_with_power():
 
 
 def test_a_claim_on_a_score_the_runs_lack_is_not_answerable():
-    """Flowers102 has no labelled evaluator, so its runs have no FD: its FD claims are not
+    """Runs without FD (a folder too small for an evaluator): their FD claims are not
     answerable, which is not the same as too few finished runs."""
     table = runs_table({10: [75, 71], 100: [88, 85]}).assign(fd=np.nan)
     declared = claims.parse([

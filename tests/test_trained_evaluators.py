@@ -18,9 +18,8 @@ def test_labels_from_class_folders(tmp_path):
     shapes_folder(tmp_path / "shapes", per_class=3)
     one_folder(tmp_path / "art", count=3, size=32)
     assert evaluators.folder_classes(_config(tmp_path / "shapes")) == ["class_0", "class_1", "class_2"]
-    assert evaluators.labelled(_config(tmp_path / "shapes"))
-    assert not evaluators.labelled(_config(tmp_path / "art"))
-    assert evaluators.labelled(_config(tmp_path, name="mnist"))
+    assert evaluators.own_recipe(_user_config(tmp_path / "shapes", tmp_path, 32))["labelled"]
+    assert not evaluators.own_recipe(_user_config(tmp_path / "art", tmp_path, 32))["labelled"]
 
 
 def test_fingerprint_follows_the_files(tmp_path):
@@ -45,9 +44,19 @@ def test_no_files_is_an_error(tmp_path):
         evaluators.fingerprint(_config(tmp_path, name="cifar10"))
 
 
-def _torch_config(root, tmp_path, size):
-    return SimpleNamespace(data=SimpleNamespace(name="imagefolder", root=str(root), image_size=size, channels=None),
-                           eval=SimpleNamespace(cache_dir=str(tmp_path / "cache")))
+def _user_config(root, tmp_path, size, **evaluation):
+    """The config of a user's folder, as a sweep's run has it."""
+    from gan_core.config import from_dict
+    return from_dict({"data": {"name": "imagefolder", "root": str(root), "image_size": size},
+                      "eval": {"cache_dir": str(tmp_path / "cache"), **evaluation}})
+
+
+def _images(config):
+    import torch
+
+    from gan_core.evaluation import trained
+    data = trained.own_data(config)
+    return trained.decode(data, torch.arange(len(data)))
 
 
 @pytest.mark.slow  # ~7 s idle, past 10 s on the shared machine
@@ -58,18 +67,17 @@ def test_labelled_folder_trains_a_classifier_and_scores(tmp_path):
     from gan_core.evaluation.scores import class_scores, prdc
 
     root = shapes_folder(tmp_path / "shapes", per_class=40, size=64)
-    config = _torch_config(root, tmp_path, 64)
+    config = _user_config(root, tmp_path, 64)
     lines = []
     model, info = trained.load_trained(config, lines.append, epochs=6, batch_size=32)
     assert info["labelled"] and info["classes"] == ["class_0", "class_1", "class_2"]
     assert info["held_out"] >= 0.9, lines
-    assert "with labels" in info["source"] and "held-out accuracy" in info["source"]
-    x, y, _ = trained.folder_images(config, 64, 3)
-    real, real_classes = features_and_classes(model, x)
-    every = features_and_classes(model, trained.folder_images(
-        _torch_config(shapes_folder(tmp_path / "more", per_class=20, seed=1), tmp_path, 64), 64, 3)[0])
-    one = features_and_classes(model, trained.folder_images(
-        _torch_config(shapes_folder(tmp_path / "one", per_class=60, classes=1, seed=2), tmp_path, 64), 64, 3)[0])
+    assert "with labels (3 class folders)" in info["source"] and info["held_out_name"] == "held-out accuracy"
+    real, real_classes = features_and_classes(model, _images(config))
+    every = features_and_classes(model, _images(_user_config(shapes_folder(tmp_path / "more", per_class=20, seed=1),
+                                                             tmp_path, 64)))
+    one = features_and_classes(model, _images(_user_config(shapes_folder(tmp_path / "one", per_class=60, classes=1,
+                                                                         seed=2), tmp_path, 64)))
     k = EvalConfig().nearest_k
     all_scores = {**prdc(real, every[0], k), **class_scores(every[1], real_classes, info["classes"])}
     one_scores = {**prdc(real, one[0], k), **class_scores(one[1], real_classes, info["classes"])}
@@ -97,10 +105,40 @@ def test_one_folder_trains_simclr(tmp_path):
     from gan_core.evaluation import trained
 
     root = one_folder(tmp_path / "art", count=60, size=128)
-    config = _torch_config(root, tmp_path, 128)
+    config = _user_config(root, tmp_path, 128)
     model, info = trained.load_trained(config, lambda line: None, epochs=2, batch_size=32)
     assert not info["labelled"] and info["recipe"]["method"] == "simclr"
-    assert "without labels" in info["source"] and "retrieval" in info["source"]
+    assert "without labels" in info["source"] and "retrieval" in info["held_out_name"]
     assert 0.0 <= info["held_out"] <= 1.0
-    feats = model.features(trained.folder_images(config, 128, 3)[0][:4])
+    feats = model.features(_images(config)[:4])
     assert feats.shape == (4, 128)
+
+
+def test_a_folder_too_small_for_an_evaluator_says_so(tmp_path):
+    root = one_folder(tmp_path / "few", count=20, size=16)
+    said = evaluators.unscored(_user_config(root, tmp_path, 16))
+    assert said.startswith("20 images under data.root") and str(evaluators.OWN_MIN_IMAGES) in said
+    from gan_core.config import Config
+    assert evaluators.unscored(Config()) is None  # Fashion-MNIST: a labelled set
+
+
+@pytest.mark.slow  # ~25 s: trains a tiny GAN and a SimCLR evaluator on 500 images
+def test_a_run_on_one_unlabelled_folder_is_scored_without_class_scores(tmp_path, tiny_config):
+    from gan_core.evaluation import evaluate_run
+    from gan_core.evaluation.run import NO_CLASSES
+    from gan_core.reporting.prose import score_reading
+    from gan_core.training import train
+
+    root = one_folder(tmp_path / "art", count=evaluators.OWN_MIN_IMAGES, size=32)
+    config = tiny_config(data={"name": "imagefolder", "root": str(root), "image_size": 32, "subset": None},
+                         eval={"samples": 200, "checkpoint_samples": 50, "cache_dir": str(tmp_path / "cache"),
+                               "evaluator_epochs": 1})
+    train(config, tmp_path / "run", log=lambda line: None)
+    result = evaluate_run(tmp_path / "run", log=lambda line: None)
+    assert result["available"] and not result["evaluator"]["labelled"], result.get("reason")
+    assert result["name"] == "FD (image folder SimCLR features)" and "without labels" in result["evaluator"]["source"]
+    assert "classes_covered" not in result["final"] and "class_histogram" not in result["floor"]
+    assert result["final"]["real_samples"] == 50  # the held-out tenth
+    assert result["floor"]["fd"] < result["final"]["fd"]
+    assert result["note"] == NO_CLASSES and NO_CLASSES in score_reading(result)
+    assert len(result["over_training"]) == 3  # the floor and two epochs

@@ -30,6 +30,7 @@ import pandas as pd
 from scipy import stats as scipy_stats
 
 from ..config import ConfigError
+from ..evaluators import OWN_MIN_IMAGES
 from . import stats
 from .comparison import direction, failed_to_learn
 from .stats import number
@@ -230,9 +231,10 @@ def _verdict(row: pd.Series) -> str:
     unit = "runs" if row["kind"] == "relation" else "seeds"
     if isinstance(row.get("failed"), str) and row["failed"]:
         return f"not settled: {row['failed']} failed to learn the data in this budget (train longer)"
-    if row.get("unmeasured"):  # finished runs without the score: e.g. FD on Flowers102 (no labelled evaluator)
-        return (f"not answerable from these runs: they have no {row['score']} (FD, KID, precision/recall and "
-                "classes need a data set with a labelled evaluator)")
+    if row.get("unmeasured"):  # finished runs without the score: a folder too small for an evaluator, classes without labels
+        return (f"not answerable from these runs: they have no {row['score']} (FD, KID and precision/recall need "
+                f"an evaluator: a labelled data set, or {OWN_MIN_IMAGES} images or more of your own; classes need "
+                "labels)")
     if not np.isfinite(row.get("p_holm", math.nan)):
         return f"not settled at {n} {unit}: too few finished runs to test"
     if row["p_holm"] >= stats.ALPHA:

@@ -5,15 +5,17 @@ classifier. For the data sets available offline (Fashion-MNIST, digits) one vers
 ships with the package (``gan_core/evaluators/``, made by ``scripts/train_evaluators.py`` from
 a fixed seed): every machine scores with the same weights, as FID's users share Inception's,
 and a first run trains nothing. Other data sets, or ``eval.evaluator: train``, train their own
-on the training split (seeded, cached by a hash of its recipe). Its penultimate layer gives the
-features for every score; its predictions the class of a sample. Which evaluator and its
-identity: ``gan_core.evaluators`` (no torch).
+on the training split (seeded, cached by a hash of its recipe). Any other data set (an image
+folder, Flowers102) gets the same network trained from its own images (``trained``). Its
+penultimate layer gives the features for every score; its predictions the class of a sample.
+Which evaluator and its identity: ``gan_core.evaluators`` (no torch).
 """
 from __future__ import annotations
 
 import dataclasses
 import io
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -27,7 +29,7 @@ from ..config import Config
 from ..data import ImageData, load_data
 from ..evaluators import SIZES as EVALUATOR_SIZES, cache_folder
 from ..models.checkpoint import to_bytes
-from ..rundir import compute_once
+from ..rundir import compute_once, write_json
 
 
 class Evaluator(nn.Module):
@@ -64,6 +66,33 @@ class Evaluator(nn.Module):
         return self.head(self.body(x))
 
 
+@dataclass
+class Reference:
+    """The real side of a config's scores: its evaluator and what identifies it, the real
+    reference images' class ids (and the class names, None when the evaluator has no labels:
+    no class scores), the reference images themselves (read when their features are not
+    cached), and ``n`` real training images, a fixed random subset, for the floor (at most
+    ``most``: a generator is scored on as many samples, so the two compare)."""
+
+    model: Evaluator
+    info: dict[str, Any]
+    labels: torch.Tensor
+    classes: list[str] | None
+    images: Callable[[], torch.Tensor]
+    training: Callable[[int], torch.Tensor]
+    most: int | None = None  # None: as many as asked for
+
+
+def labelled_reference(config: Config, log: Callable[[str], None] = print) -> Reference:
+    """The real side of a labelled data set's scores (``SIZES``): its test split (of
+    ``data.classes``, if set) at the evaluator's size, and its training split for the floor."""
+    model, info = load_evaluator(config, log)
+    test = evaluator_data(config, "test", classes=config.data.classes)
+    fixed = dataclasses.replace(config, train=dataclasses.replace(config.train, seed=0))
+    return Reference(model, info, test.labels, list(test.classes), lambda: test.images,
+                     lambda n: evaluator_data(fixed, "train", subset=n, classes=config.data.classes).images)
+
+
 def evaluator_data(config: Config, split: str, subset: int | None = None,
                    classes: tuple | None = None) -> ImageData:
     """The config's data set at the evaluator's size and native channels, in memory."""
@@ -76,7 +105,7 @@ def evaluator_data(config: Config, split: str, subset: int | None = None,
 def load_evaluator(config: Config, log: Callable[[str], None] = print) -> tuple[Evaluator, dict[str, Any]]:
     """The evaluator of ``config.data`` (``eval.evaluator``: the shipped one, or one trained here)
     and what identifies it (``evaluators.identity``: ``version``, ``id``, ``source``) with its
-    ``test_accuracy``, ``classes`` and ``recipe``.
+    held-out figure (``held_out``: the test accuracy, ``held_out_name``), ``classes`` and ``recipe``.
 
     A trained evaluator is cached; a cache file whose recipe hash differs, or that cannot be
     read, is never trusted: the evaluator is trained again. Parallel runs share one training
@@ -100,7 +129,10 @@ def load_evaluator(config: Config, log: Callable[[str], None] = print) -> tuple[
                              to_bytes, load, log)
     model = Evaluator(state["channels"], len(state["classes"]))
     model.load_state_dict(state["weights"])
-    return model.fuse(), {**info, **{k: state[k] for k in ("test_accuracy", "classes", "recipe")}}
+    if not evaluators.uses_shipped(config):  # what pages name beside the evaluator (evaluators.described)
+        write_json(evaluators.info_file(config), {"held_out": state["test_accuracy"], "held_out_name": "test accuracy"})
+    return model.fuse(), {**info, "held_out": state["test_accuracy"], "held_out_name": "test accuracy",
+                          **{k: state[k] for k in ("classes", "recipe")}}
 
 
 def train_evaluator(config: Config, recipe: dict[str, Any], log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -155,9 +187,12 @@ def predict(model: Evaluator, images: torch.Tensor) -> torch.Tensor:
 
 
 def to_evaluator_input(images: torch.Tensor, config: Config) -> torch.Tensor:
-    """Generated images (N, C, H, W) brought to the evaluator's size and channel count."""
-    size = EVALUATOR_SIZES[config.data.name]
-    channels = 3 if config.data.name == "cifar10" else 1
+    """Generated images (N, C, H, W) brought to the evaluator's size and channel count: a labelled
+    set's (``SIZES``), else the data's own (``evaluators.own``)."""
+    if evaluators.own(config):
+        size, channels = config.data.image_size, config.data.channels or 3
+    else:
+        size, channels = EVALUATOR_SIZES[config.data.name], 3 if config.data.name == "cifar10" else 1
     images = images.float().cpu()
     if images.shape[1] != channels:
         images = images.mean(1, keepdim=True) if channels == 1 else images.expand(-1, 3, -1, -1)

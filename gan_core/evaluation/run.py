@@ -2,7 +2,6 @@
 and at every saved checkpoint."""
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import sys
@@ -14,15 +13,18 @@ import torch
 
 from ..config import Config, load
 from ..data import load_data
+from .. import evaluators
 from ..evaluators import DISPLAY_NAMES, REFERENCE_VERSION, cache_folder, recipe_hash, reference_stamp
 from ..models import ModelFamily, load_family
 from ..models.checkpoint import to_bytes
 from ..rundir import RunDir, compute_once, epoch_of, json_bytes, write_json
-from .evaluator import (EVALUATOR_SIZES, evaluator_data, features_and_classes,
-                        load_evaluator, to_evaluator_input)
+from .evaluator import Reference, features_and_classes, labelled_reference, to_evaluator_input
+from .trained import own_reference
 from .scores import SCORES, class_scores, conditional_scores, feature_scores, kth_radii, pixel_statistics
 
 PIXEL_SAMPLES = 500  # generated images for the pixel statistics of data without an evaluator
+NO_CLASSES = ("the data has no class folders, so its evaluator learned features without labels: classes "
+              "covered, the class histogram and class KL are left out")
 
 
 def sample_images(family: ModelFamily, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -32,23 +34,41 @@ def sample_images(family: ModelFamily, n: int, seed: int) -> tuple[torch.Tensor,
     return family.sample(n, labels, torch.Generator().manual_seed(seed)), labels
 
 
+def reference(config: Config, log: Callable[[str], None] = print) -> Reference:
+    """``config``'s real side: a labelled set's test split and evaluator, or the held-out tenth of
+    any other data and the evaluator trained from its own images (``evaluators.own``)."""
+    return (own_reference if evaluators.own(config) else labelled_reference)(config, log)
+
+
 class Scorer:
-    """Scores generators of one config against its real test split, and the real floor.
+    """Scores generators of one config against its real reference (a labelled set's test split,
+    else the data's held-out tenth), and the real floor.
 
     What depends on the real side alone is computed once and cached beside the evaluator: the
-    test features, their k-NN radii per sample count, and the floor (it depends on the data set,
-    the evaluator, the sample count and the score settings, not on any run)."""
+    reference features, their k-NN radii per sample count, and the floor (it depends on the data
+    set, the evaluator, the sample count and the score settings, not on any run)."""
 
     def __init__(self, config: Config, log: Callable[[str], None] = print):
         self.config, self.log = config, log
-        self.model, self.info = load_evaluator(config, log)
-        self.name = f"FD ({DISPLAY_NAMES[config.data.name]} classifier)"
-        self.test = evaluator_data(config, "test", classes=config.data.classes)
+        self.real = reference(config, log)
+        self.model, self.info = self.real.model, self.real.info
+        what = "classifier" if self.real.classes is not None else "SimCLR features"
+        self.name = f"FD ({DISPLAY_NAMES[config.data.name]} {what})"
         self._test_key = recipe_hash({"classes": self.config.data.classes, "version": REFERENCE_VERSION})
+        n = len(self.real.labels)
         self._real_features = self._cached_tensor(
-            f"test-{self._test_key}", (len(self.test), 128), f"the features of the {len(self.test):,} test images",
-            lambda: features_and_classes(self.model, self.test.images)[0])
+            f"test-{self._test_key}", (n, 128), f"the features of the {n:,} real reference images",
+            lambda: features_and_classes(self.model, self.real.images())[0])
         self._radii: dict[int, torch.Tensor] = {}
+
+    def __len__(self) -> int:
+        """Real reference images."""
+        return len(self.real.labels)
+
+    def samples(self, n: int) -> int:
+        """Generated images to score when ``n`` are asked for: as many as real training images
+        the floor can use, so that the two compare."""
+        return min(n, self.real.most or n)
 
     def _cached_tensor(self, name: str, shape: tuple[int, ...], what: str,
                        compute: Callable[[], torch.Tensor]) -> torch.Tensor:
@@ -84,10 +104,11 @@ class Scorer:
         fake, predicted = features_and_classes(self.model, images)
         real = self._real_features[:len(images)]
         scores = {**feature_scores(real, fake, self.config.eval, real_radii=self._real_radii(len(real)), detail=detail),
-                  **class_scores(predicted, self.test.labels, list(self.test.classes)),
                   "samples": len(images), "real_samples": len(real)}
-        if requested is not None:
-            scores.update(conditional_scores(predicted, requested.cpu(), list(self.test.classes)))
+        if self.real.classes is not None:
+            scores.update(class_scores(predicted, self.real.labels, self.real.classes))
+        if requested is not None and self.real.classes is not None:
+            scores.update(conditional_scores(predicted, requested.cpu(), self.real.classes))
         return scores
 
     def floor(self, n: int) -> dict[str, Any]:
@@ -104,8 +125,7 @@ class Scorer:
 
         def compute() -> dict[str, Any]:
             self.log(f"scoring {n:,} real training images: the floor (once; cached in {path.parent})")
-            fixed = dataclasses.replace(self.config, train=dataclasses.replace(self.config.train, seed=0))
-            return self.score(evaluator_data(fixed, "train", subset=n, classes=classes).images)
+            return self.score(self.real.training(n))
 
         return compute_once(path, compute, lambda scores: json_bytes({"key": key, "scores": scores}), load, self.log)
 
@@ -115,14 +135,14 @@ def prepare_reference(config: Config, log: Callable[[str], None] = print) -> Non
     evaluator if none ships. A sweep runs it before a run needs it (``orchestration.runner``),
     so no run computes it or waits idle on another that does (``rundir.compute_once``)."""
     scorer = Scorer(config, log)
-    scorer.floor(config.eval.samples)
+    scorer.floor(scorer.samples(config.eval.samples))
     scorer.floor(_curve_samples(scorer))
     write_json(*reference_stamp(config))
 
 
 def _curve_samples(scorer: Scorer) -> int:
     """Generated and real images per checkpoint of the quality-over-training curve."""
-    return min(scorer.config.eval.checkpoint_samples, len(scorer.test))
+    return scorer.samples(min(scorer.config.eval.checkpoint_samples, len(scorer)))
 
 
 def evaluate_run(run_dir: str | Path, samples: int | None = None, checkpoints: bool = True,
@@ -146,19 +166,20 @@ def evaluate_run(run_dir: str | Path, samples: int | None = None, checkpoints: b
 
     family, config = load_family(run.last_checkpoint)
     seed = config.train.seed + 12345  # not the training noise
-    if config.data.name not in EVALUATOR_SIZES:
+    if reason := evaluators.unscored(config):
         n = min(samples or PIXEL_SAMPLES, PIXEL_SAMPLES)
         real = load_data(config).sample(2 * n, seed=0)
-        result = {"available": False, "reason": f"{config.data.name} has no labelled evaluator: FD, KID, "
-                  "precision/recall and class histograms are unavailable; below are pixel-space statistics, "
-                  "and the sample gallery shows the samples beside their nearest real images",
+        result = {"available": False, "reason": f"No evaluator: {reason}. FD, KID, precision/recall and class "
+                  "histograms are unavailable; below are pixel-space statistics, and the sample gallery shows the "
+                  "samples beside their nearest real images",
                   "pixel": pixel_statistics(sample_images(family, n, seed)[0], real)}
         return keep(result)
     start = time.perf_counter()
     scorer = Scorer(config, log)
-    n = samples or config.eval.samples
+    n = scorer.samples(samples or config.eval.samples)
     result = {"available": True, "name": scorer.name, "evaluator": scorer.info,
-              "final": scorer.score(*sample_images(family, n, seed)), "floor": scorer.floor(n)}
+              "final": scorer.score(*sample_images(family, n, seed)), "floor": scorer.floor(n),
+              **({} if scorer.real.classes is not None else {"note": NO_CLASSES})}
     if checkpoints:
         result["over_training"] = rows = _over_training(run, scorer, config, seed)
         best = min((r for r in rows if not r["floor"]), key=lambda r: r["fd"], default=None)
@@ -166,7 +187,7 @@ def evaluate_run(run_dir: str | Path, samples: int | None = None, checkpoints: b
             result["best_checkpoint"] = {"epoch": best["epoch"], "fd": best["fd"],
                                          "path": str(run.snapshot(best["epoch"]).relative_to(run.root))}
         stamp, key = reference_stamp(config)
-        if n == config.eval.samples and not stamp.exists():  # this run made the whole real side
+        if (samples or config.eval.samples) == config.eval.samples and not stamp.exists():  # this run made the whole real side
             write_json(stamp, key)
     result["seconds"] = round(time.perf_counter() - start, 1)
     log(f"{scorer.name} {result['final']['fd']:.2f} (floor {result['floor']['fd']:.2f}) on "

@@ -14,49 +14,47 @@ What identifies the data: ``gan_core.evaluators`` (no torch).
 """
 from __future__ import annotations
 
+import dataclasses
 import io
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
+from torch.utils.data import DataLoader, Subset
+
 from .. import evaluators
+from ..config import class_index
+from ..data import ImageData, load_data, targets
 from ..models.checkpoint import to_bytes
-from ..rundir import compute_once
-from .evaluator import Evaluator
+from ..rundir import compute_once, write_json
+from .evaluator import Evaluator, Reference
 
-HELD_OUT = 0.1  # the share of images held out for the held-out figure
+HELD_OUT = 0.1  # the share of images held out: the held-out figure, and the real reference of the scores
 TEMPERATURE = 0.5  # NT-Xent's
+BATCH = 256  # images decoded at a time
 
 
-def trained_recipe(config: Any, epochs: int = 2, subset: int | None = None, batch_size: int = 128) -> dict[str, Any]:
-    """Everything a trained evaluator's weights depend on, the data's fingerprint included."""
-    channels = getattr(config.data, "channels", None) or 3
-    labelled = evaluators.labelled(config)  # walks the folder: once
-    return {"version": evaluators.TRAINED_VERSION, "data": config.data.name,
-            "fingerprint": evaluators.fingerprint(config), "labelled": labelled,
-            "size": config.data.image_size, "channels": channels, "epochs": epochs, "subset": subset,
-            "batch_size": batch_size, "lr": 1e-3, "seed": 0, "method": "classifier" if labelled else "simclr"}
+def own_data(config: Any) -> ImageData:
+    """Every image of ``config``'s data set as its generator sees it (size, channels, centre
+    crop), without flips, class filter or subset: what its evaluator is trained and scored on."""
+    data = dataclasses.replace(config.data, subset=None, classes=None, hflip=False, vflip=False)
+    return load_data(dataclasses.replace(config, data=data))
 
 
-def folder_images(config: Any, size: int, channels: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """An image folder's images (N, C, size, size) in [-1, 1], their class ids and class names."""
-    from PIL import Image
-    root, files = evaluators.data_files(config)
-    classes = evaluators.folder_classes(config) or ["all"]
-    index = {c: i for i, c in enumerate(classes)}
-    images, labels = [], []
-    for path in files:
-        with Image.open(path) as img:
-            img = img.convert("L" if channels == 1 else "RGB").resize((size, size), Image.BILINEAR)
-            images.append(np.asarray(img, dtype=np.uint8).reshape(size, size, channels))
-        parts = path.relative_to(root).parts
-        labels.append(index.get(parts[0], 0) if len(parts) > 1 else 0)
-    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div(127.5).sub(1)
-    return x, torch.tensor(labels), classes
+def split(size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A data set's held-out tenth and the rest (indices), fixed by ``seed``."""
+    order = torch.randperm(size, generator=torch.Generator().manual_seed(seed))
+    held = max(2, int(size * HELD_OUT))
+    return order[:held], order[held:]
+
+
+def decode(data: ImageData, indices: torch.Tensor) -> torch.Tensor:
+    """The images (N, C, H, W) in [-1, 1] at ``indices`` of a streamed data set, in that order."""
+    loader = DataLoader(Subset(data.dataset, indices.tolist()), batch_size=BATCH, num_workers=data.workers)
+    return torch.cat([images for images, _ in loader])
 
 
 def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -107,21 +105,25 @@ def retrieval_accuracy(model: Evaluator, x: torch.Tensor, seed: int = 1) -> floa
 
 
 def train_trained(config: Any, recipe: dict[str, Any], log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Train the evaluator of ``recipe`` on the folder; its weights and held-out figure."""
+    """Train the evaluator of ``recipe`` on the data's images but its held-out tenth; its weights
+    and held-out figure."""
     start = time.perf_counter()
-    x, y, classes = folder_images(config, recipe["size"], recipe["channels"])
-    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(recipe["seed"]))
-    held = max(2, int(len(x) * HELD_OUT))
-    test, train = order[:held], order[held:]
+    data = own_data(config)
+    classes = list(data.classes) if recipe["labelled"] else ["all"]
+    test, train = split(len(data), recipe["seed"])
     if recipe["subset"]:
         train = train[:recipe["subset"]]
+    labels = targets(data) if recipe["labelled"] else torch.zeros(len(data), dtype=torch.long)
+    log(f"training the {recipe['method']} evaluator of {config.data.root or config.data.name} on {len(train):,} "
+        f"images at {recipe['size']} px, {recipe['epochs']} epochs (once; cached)")
+    x, y = decode(data, train), labels[train]
+    x_test, y_test = decode(data, test), labels[test]
+    train = torch.arange(len(x))
     torch.manual_seed(recipe["seed"])
     model = Evaluator(recipe["channels"], len(classes))
     opt = torch.optim.Adam(model.parameters(), lr=recipe["lr"])
     gen = torch.Generator().manual_seed(recipe["seed"])
     bs = min(recipe["batch_size"], len(train))
-    log(f"training the {recipe['method']} evaluator of {config.data.root} on {len(train)} images at "
-        f"{recipe['size']} px, {recipe['epochs']} epochs (once; cached)")
     for _ in range(recipe["epochs"]):
         model.train()
         perm = train[torch.randperm(len(train), generator=gen)]
@@ -137,9 +139,9 @@ def train_trained(config: Any, recipe: dict[str, Any], log: Callable[[str], None
     model.eval()
     with torch.no_grad():
         if recipe["labelled"]:
-            figure = float((model(x[test]).argmax(1) == y[test]).float().mean())
+            figure = float((model(x_test).argmax(1) == y_test).float().mean())
         else:
-            figure = retrieval_accuracy(model, x[test])
+            figure = retrieval_accuracy(model, x_test)
     what = "held-out accuracy" if recipe["labelled"] else "held-out top-1 positive-pair retrieval"
     log(f"evaluator {what} {figure:.1%} ({time.perf_counter() - start:.0f} s)")
     return {"weights": model.state_dict(), "channels": recipe["channels"], "classes": classes,
@@ -151,9 +153,11 @@ def trained_path(config: Any, recipe: dict[str, Any]) -> Path:
 
 
 def load_trained(config: Any, log: Callable[[str], None] = print, **how: Any) -> tuple[Evaluator, dict[str, Any]]:
-    """The evaluator trained from ``config``'s own data (``how``: epochs, subset, batch_size), cached,
-    and what identifies it: ``version``, ``source`` (trained on what, with or without labels, held-out figure)."""
-    recipe = trained_recipe(config, **how)
+    """The evaluator trained from ``config``'s own images (``evaluators.own_recipe``; ``how``
+    overrides its epochs, subset or batch_size), cached, and what identifies it
+    (``evaluators.identity``: ``version``, ``id``, ``source``) with its ``held_out`` figure and
+    ``held_out_name``, ``classes``, ``labelled`` and ``recipe``."""
+    recipe = {**evaluators.own_recipe(config), **how}
     key = evaluators.recipe_hash(recipe)
 
     def load(data: bytes) -> dict[str, Any] | None:
@@ -164,10 +168,28 @@ def load_trained(config: Any, log: Callable[[str], None] = print, **how: Any) ->
                          to_bytes, load, log)
     model = Evaluator(state["channels"], len(state["classes"]))
     model.load_state_dict(state["weights"])
-    labels = "with labels" if recipe["labelled"] else "without labels (SimCLR, Chen et al. 2020)"
-    version = f"{recipe['data']}-trained-v{recipe['version']} ({key[:8]})"
-    source = (f"trained on {config.data.root} ({recipe['fingerprint'][:8]}), {labels}; "
-              f"{state['held_out_name']} {state['held_out']:.1%}")
-    return model.fuse(), {"version": version, "id": f"{recipe['data']}-trained-{key}", "source": source,
-                          "held_out": state["held_out"], "classes": state["classes"], "recipe": recipe,
-                          "labelled": recipe["labelled"]}
+    info = evaluators.identity(config)
+    if how:  # not the config's own recipe: named by its own hash
+        info = {**info, "version": f"{recipe['data']}-trained-v{recipe['version']} ({key[:8]})",
+                "id": f"{recipe['data']}-trained-{key}"}
+    else:  # what pages name beside the evaluator (evaluators.described)
+        write_json(evaluators.info_file(config), {"held_out": state["held_out"], "held_out_name": state["held_out_name"]})
+    return model.fuse(), {**info, "held_out": state["held_out"], "held_out_name": state["held_out_name"],
+                          "classes": state["classes"], "recipe": recipe, "labelled": recipe["labelled"]}
+
+
+def own_reference(config: Any, log: Callable[[str], None] = print) -> Reference:
+    """The real side of scores on data without a labelled evaluator: the evaluator trained from
+    its images, its held-out tenth (of ``data.classes``, if set) as the real reference, and a
+    fixed random subset of the rest for the floor."""
+    model, info = load_trained(config, log)
+    data = own_data(config)
+    held, rest = split(len(data), info["recipe"]["seed"])
+    labels = targets(data)
+    if config.data.classes is not None:
+        ids = torch.tensor([class_index(c, data.classes, f"data.classes of {config.data.name}")
+                            for c in config.data.classes])
+        held, rest = held[torch.isin(labels[held], ids)], rest[torch.isin(labels[rest], ids)]
+    shuffled = rest[torch.randperm(len(rest), generator=torch.Generator().manual_seed(1))]
+    return Reference(model, info, labels[held], info["classes"] if info["labelled"] else None,
+                     lambda: decode(data, held), lambda n: decode(data, shuffled[:n].sort().values), len(rest))

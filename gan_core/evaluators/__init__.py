@@ -1,7 +1,9 @@
 """Which evaluator scores a config, and what identifies it, without torch: the evaluators that
 ship with the package (this folder: ``<data>-v<version>.pt`` and ``manifest.json`` with their
-sha256 and test accuracy, made by ``scripts/train_evaluators.py``) and the recipes of those
-trained here. The network itself and its training live in ``gan_core.evaluation.evaluator``.
+sha256 and test accuracy, made by ``scripts/train_evaluators.py``), the recipes of those trained
+here for a labelled set (``SIZES``), and those trained from any other data's own images (an
+image folder, Flowers102: ``own``; the network and its training: ``gan_core.evaluation.trained``).
+The network itself and the labelled training live in ``gan_core.evaluation.evaluator``.
 
 A page names its evaluator by ``identity(config)["version"]``, e.g. ``fashion-mnist-v3
 (1a2b3c4d)``: two pages with the same version scored with the same weights.
@@ -22,13 +24,14 @@ REFERENCE_VERSION = 2
 SIZES = {"fashion-mnist": 28, "mnist": 28, "digits": 28, "cifar10": 32}
 # the data sets whose evaluator ships with the package, and the epochs it was trained for
 SHIPPED = {"fashion-mnist": 3, "digits": 40}
-COVERED_SHARE = 0.01  # a class counts as covered when at least 1 % of the samples fall in it
+COVERED_SHARE = 0.01  # a class counts as covered when at least 1 % of the samples fall in it (or half its data share)
 # every score a run's evaluation reports, by key, with its name in reports
 SCORES = {"fd": "FD", "kid": "KID", "kid_std": "KID std", "precision": "precision", "recall": "recall",
           "density": "density", "coverage": "coverage", "classes_covered": "classes covered",
           "class_kl": "class KL (nats)", "conditional_accuracy": "conditional accuracy"}
 KID_NO_SPREAD = 1e-9  # a kid_std below this: every KID subset held all the samples (the rest is rounding)
-DISPLAY_NAMES = {"fashion-mnist": "Fashion-MNIST", "mnist": "MNIST", "digits": "digits", "cifar10": "CIFAR-10"}
+DISPLAY_NAMES = {"fashion-mnist": "Fashion-MNIST", "mnist": "MNIST", "digits": "digits", "cifar10": "CIFAR-10",
+                 "flowers102": "Flowers102", "imagefolder": "image folder"}
 
 
 class EvaluatorError(ValueError):
@@ -50,13 +53,13 @@ def uses_shipped(config: Any) -> bool:
 def recipe(config: Any) -> dict[str, Any]:
     """Everything the evaluator's weights depend on: the shipped one's, or one trained here."""
     name = config.data.name
-    if name not in SIZES:
-        raise EvaluatorError(f"no evaluator for {name}: scores need a labelled data set ({', '.join(SIZES)})")
+    if own(config):
+        return own_recipe(config)
     if uses_shipped(config):
         return shipped_recipe(name)
     return {"version": VERSION, "data": name, "root": config.data.root, "size": SIZES[name],
-            "epochs": config.eval.evaluator_epochs, "subset": config.eval.evaluator_subset, "batch_size": 128,
-            "lr": 1e-3, "seed": 0}
+            "epochs": config.eval.evaluator_epochs or 3, "subset": config.eval.evaluator_subset, "batch_size": 128,
+            "lr": 1e-3, "seed": 0, **({"fingerprint": fingerprint(config)} if name in TORCHVISION_FOLDERS else {})}
 
 
 def shipped_recipe(name: str) -> dict[str, Any]:
@@ -81,9 +84,17 @@ def identity(config: Any) -> dict[str, str]:
         EvaluatorError: a shipped file that is missing or does not match its manifest.
     """
     name = config.data.name
+    if own(config):
+        r = own_recipe(config)
+        key = recipe_hash(r)
+        labels = ("without labels (SimCLR, Chen et al. 2020)" if not r["labelled"] else
+                  f"with labels ({r['classes']} class folders)" if r["classes"] else "with its labels")
+        return {"version": f"{name}-trained-v{TRAINED_VERSION} ({key[:8]})", "id": f"{name}-trained-{key}",
+                "source": f"trained on this machine from {_shown_root(config)} (data {r['fingerprint'][:8]}), {labels}, "
+                          f"{r['epochs']} epochs at {r['size']} px"}
     if not uses_shipped(config):
-        key = recipe_hash(recipe(config))
         r = recipe(config)
+        key = recipe_hash(r)
         how = f"{r['epochs']} epochs" + (f" on {r['subset']:,} images" if r["subset"] else "")
         return {"version": f"{name}-trained-{key}", "id": f"{name}-trained-{key}",
                 "source": f"trained on this machine ({how}; another machine trains other weights)"}
@@ -94,13 +105,36 @@ def identity(config: Any) -> dict[str, str]:
 
 def described(config: Any) -> str:
     """The evaluator that scores ``config``'s samples, as every page names it."""
-    if config.data.name not in SIZES:
-        return f"none ({config.data.name} has no labelled evaluator)"
     try:
+        if reason := unscored(config):
+            return f"none ({reason})"
         found = identity(config)
     except EvaluatorError as err:
         return f"unavailable: {err}"
-    return f"{found['version']}, {found['source']}"
+    held = held_out(config)
+    return f"{found['version']}, {found['source']}" + (f"; {held[1]} {held[0]:.1%}" if held else "")
+
+
+def held_out(config: Any) -> tuple[float, str] | None:
+    """The held-out figure of ``config``'s evaluator and its name (``("test accuracy", 0.91)``),
+    once it exists: from the manifest for a shipped one, else from the file written beside a
+    trained one (``info_file``); None before it is trained."""
+    if uses_shipped(config):
+        entry = json.loads((FOLDER / "manifest.json").read_text()).get(shipped_file(config.data.name).name, {})
+        return (entry["test_accuracy"], "test accuracy") if "test_accuracy" in entry else None
+    path = info_file(config)
+    if not path.exists():
+        return None
+    try:
+        info = json.loads(path.read_text())
+        return info["held_out"], info["held_out_name"]
+    except (ValueError, KeyError):
+        return None
+
+
+def info_file(config: Any) -> Path:
+    """Where a trained evaluator's held-out figure is written, beside its weights."""
+    return cache_folder(config) / f"{identity(config)['id']}.info.json"
 
 
 def cache_folder(config: Any) -> Path:
@@ -140,8 +174,12 @@ def shipped_digest(name: str) -> str:
     return digest
 
 
-# ---- evaluators trained from a user's own data (issue 33): what identifies the data, torch-free ----
+# ---- evaluators trained from a data set's own images (issue 33): what identifies the data, torch-free ----
 TRAINED_VERSION = 1  # bump when the trained evaluators' recipe changes: their caches are then retrained
+OWN_EPOCHS = 2  # epochs of an evaluator trained from a data set's own images, unless eval.evaluator_epochs
+# the fewest images an evaluator is trained from: a tenth is held out as the real reference of the
+# scores, and fewer than 50 real images give no usable FD or k-NN manifold
+OWN_MIN_IMAGES = 500
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp"}
 # where a torchvision set keeps its files under data.root
 TORCHVISION_FOLDERS = {"mnist": "MNIST", "cifar10": "cifar-10-batches-py", "flowers102": "flowers-102"}
@@ -189,9 +227,42 @@ def folder_classes(config: Any) -> list[str]:
     return sorted({p.relative_to(root).parts[0] for p in files if len(p.relative_to(root).parts) > 1})
 
 
-def labelled(config: Any) -> bool:
-    """Whether a trained evaluator of ``config``'s data is a classifier (2 or more class subfolders, or
-    a torchvision set's targets) rather than a self-supervised feature network (one folder)."""
-    if config.data.name != "imagefolder":
-        return True
-    return len(folder_classes(config)) >= 2
+def own(config: Any) -> bool:
+    """Whether ``config``'s data is scored by an evaluator trained from its own images
+    (``gan_core.evaluation.trained``): every data set without a labelled one (``SIZES``), at
+    its own size and channels."""
+    return config.data.name not in SIZES
+
+
+def unscored(config: Any) -> str | None:
+    """Why ``config``'s runs get pixel statistics instead of scores, or None when they are scored."""
+    if not own(config):
+        return None
+    root, files = data_files(config)
+    if len(files) < OWN_MIN_IMAGES:
+        return (f"{len(files)} images under data.root = {str(root)!r}: an evaluator is trained from "
+                f"{OWN_MIN_IMAGES} or more (a tenth of them held out as the real reference)")
+    return None
+
+
+def own_recipe(config: Any) -> dict[str, Any]:
+    """Everything the weights of an evaluator trained from ``config``'s own images depend on, the
+    data's fingerprint included; the real reference is its held-out tenth, the image as the
+    generator sees it (size, channels, centre crop; no flips).
+
+    Raises:
+        EvaluatorError: no images were found.
+    """
+    c = config.data
+    classes = len(folder_classes(config)) if c.name == "imagefolder" else None  # else a torchvision set's targets
+    is_labelled = classes is None or classes >= 2
+    return {"version": TRAINED_VERSION, "data": c.name, "fingerprint": fingerprint(config),
+            "labelled": is_labelled, "classes": classes, "split": c.split, "size": c.image_size,
+            "channels": c.channels or 3, "center_crop": c.center_crop,
+            "epochs": config.eval.evaluator_epochs or OWN_EPOCHS, "subset": config.eval.evaluator_subset,
+            "batch_size": 128, "lr": 1e-3, "seed": 0, "method": "classifier" if is_labelled else "simclr"}
+
+
+def _shown_root(config: Any) -> str:
+    """data.root as a page shows it: as written in the config (no machine path it did not name)."""
+    return config.data.root or "data"

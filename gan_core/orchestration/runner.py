@@ -28,7 +28,6 @@ from .. import config as config_lib
 from .. import evaluators
 from ..analysis import claims
 from ..config import ConfigError
-from ..evaluators import SIZES as EVALUATOR_SIZES
 from ..paths import shown
 from ..reporting import aggregate
 from ..reporting import html as report
@@ -151,12 +150,12 @@ def preflight(sweep: Sweep, runs: list[Run], out: Path, pdf: bool, engine: execu
     if problem := unwritable(out, REPORTS_MB):
         raise ConfigError(f"--out {out}: {problem}; choose another folder with --out")
     for run in runs:
-        scored = run.config.data.name in EVALUATOR_SIZES
-        if scored:
-            try:
-                evaluators.identity(run.config)  # a shipped evaluator asked for where none ships, or damaged
-            except evaluators.EvaluatorError as err:
-                raise ConfigError(f"{sweep.path} (run {run.name}): {err}") from None
+        try:  # a shipped evaluator asked for where none ships, or damaged; a data set without files
+            scored = evaluators.unscored(run.config) is None
+            if scored:
+                evaluators.identity(run.config)
+        except evaluators.EvaluatorError as err:
+            raise ConfigError(f"{sweep.path} (run {run.name}): {err}") from None
         if scored and (problem := unwritable(run.config.eval.cache_dir, CACHE_MB)):
             raise ConfigError(f"{sweep.path} (run {run.name}): eval.cache_dir = {run.config.eval.cache_dir}: {problem}; "
                               "set eval.cache_dir (or --set eval.cache_dir=FOLDER) to a folder you can write")
@@ -247,7 +246,7 @@ def _prepare_references(jobs: list[Job], log: Callable[[str], None]) -> list[sub
     started, processes = set(), []
     for job in jobs:
         config = config_lib.load(RunDir(job.run_dir).config)
-        if config.data.name not in EVALUATOR_SIZES:
+        if evaluators.unscored(config):
             continue  # no scores to prepare
         stamp, _ = evaluators.reference_stamp(config)
         if stamp.exists() or stamp in started:

@@ -131,8 +131,8 @@ def _scores(evaluation: dict[str, Any]) -> dict[str, Any]:
         return {}
     final, floor = evaluation["final"], evaluation["floor"]
     return {"fd": final["fd"], "fd_floor": floor["fd"], "kid": final["kid"], "precision": final["precision"],
-            "recall": final["recall"], "coverage": final["coverage"], "classes": final["classes_covered"],
-            "classes_in_data": final["classes_in_data"], "density": final["density"], "class_kl": final["class_kl"],
+            "recall": final["recall"], "coverage": final["coverage"], "classes": final.get("classes_covered"),
+            "classes_in_data": final.get("classes_in_data"), "density": final["density"], "class_kl": final.get("class_kl"),
             **({"conditional_accuracy": final["conditional_accuracy"]} if "conditional_accuracy" in final else {})}
 
 

@@ -79,16 +79,10 @@ def score_reading(result: dict[str, Any], seed_fds: list[float] | None = None) -
                  f"the share of samples "
                  f"that fall on the real data's manifold. Recall {final['recall']:.2f} "
                  f"(floor {floor['recall']:.2f}): the share of the real variety the samples reach.")
-    covered, total = final["classes_covered"], final["classes_in_data"]
-    favoured = [c for c, share in final["class_histogram"].items()
-                if share > 1.5 * final["data_histogram"].get(c, 0) and share >= COVERED_SHARE]
-    lines.append(f"The generator covers {covered} of the {total} classes it was trained on (KL from the data's "
-                 f"class shares {final['class_kl']:.3f} nats)" + (f"; it favours {', '.join(favoured)}." if favoured
-                                                                  else "."))
-    outside = {c: v for c, v in final.get("outside_histogram", {}).items() if v >= COVERED_SHARE}
-    if outside:
-        lines.append(", ".join(f"{v:.0%} look like {c}" for c, v in outside.items())
-                     + (", a class" if len(outside) == 1 else ", classes") + " not trained on.")
+    if "classes_covered" in final:
+        lines += _class_sentences(final)
+    else:
+        lines.append(result.get("note", "No class scores."))
     spread = (f" ± {final['kid_std']:.2g} over subsets" if final["kid_std"] > KID_NO_SPREAD
               else " (the subsets hold every sample: no spread to show)")
     lines.append(f"KID {final['kid']:.3g}{spread} (floor {floor['kid']:.2g}): on the "
@@ -103,8 +97,24 @@ def score_reading(result: dict[str, Any], seed_fds: list[float] | None = None) -
     if best := result.get("best_checkpoint"):
         lines.append(f"Best saved checkpoint by {name}: epoch {best['epoch']} ({best['fd']:.2f} on the "
                      f"smaller per-checkpoint sample), {best['path']}.")
-    if covered <= total // 2:
+    if "classes_covered" in final and final["classes_covered"] <= final["classes_in_data"] // 2:
         lines.append("Half of the classes or more are missing: mode collapse.")
     elif final["recall"] < 0.5 * floor["recall"]:
         lines.append("Recall is under half the floor's: the samples miss much of the data's variety.")
+    return lines
+
+
+def _class_sentences(final: dict[str, Any]) -> list[str]:
+    """What the class histogram of a run's samples says: classes covered, favoured, outside."""
+    lines = []
+    covered, total = final["classes_covered"], final["classes_in_data"]
+    favoured = [c for c, share in final["class_histogram"].items()
+                if share > 1.5 * final["data_histogram"].get(c, 0) and share >= COVERED_SHARE]
+    lines.append(f"The generator covers {covered} of the {total} classes it was trained on (KL from the data's "
+                 f"class shares {final['class_kl']:.3f} nats)" + (f"; it favours {', '.join(favoured)}." if favoured
+                                                                  else "."))
+    outside = {c: v for c, v in final.get("outside_histogram", {}).items() if v >= COVERED_SHARE}
+    if outside:
+        lines.append(", ".join(f"{v:.0%} look like {c}" for c, v in outside.items())
+                     + (", a class" if len(outside) == 1 else ", classes") + " not trained on.")
     return lines
