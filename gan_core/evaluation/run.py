@@ -1,5 +1,6 @@
-"""Scoring a run: its generator's samples against the real test split, beside the real floor,
-and at every saved checkpoint."""
+"""Scoring a run: its generator's samples against the real reference (a labelled set's test split,
+else the held-out tenth of the data), beside the real floor, and at
+every saved checkpoint."""
 from __future__ import annotations
 
 import io

@@ -180,7 +180,7 @@ def class_histogram(generated: dict[str, float], data: dict[str, float], outside
     names = list(data) + (["not trained on"] if outside > 0 else [])
     x = np.arange(len(names))
     fig, ax = blank(figsize=(10, 3.8))
-    ax.bar(x - 0.2, [data.get(n, 0.0) for n in names], 0.4, label="real test split", color="C0")
+    ax.bar(x - 0.2, [data.get(n, 0.0) for n in names], 0.4, label="real (test split or held-out tenth)", color="C0")
     ax.bar(x + 0.2, [generated.get(n, outside) for n in names], 0.4, label="generated", color="C3")
     ax.set_xticks(x, names, rotation=30, ha="right")
     ax.set_ylabel("share of samples")
