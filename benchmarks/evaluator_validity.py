@@ -118,7 +118,7 @@ def train_runs(name: str, args: argparse.Namespace, log: Callable[[str], None]) 
     for steps in EARLY_STEPS[name]:
         run = runs / f"{name}-early{steps}"
         train(main_config(name, args.threads, **{"train.seed": 0, "train.steps": steps}), run, progress=False, log=log)
-        found.append({"name": f"early ({steps} steps)", "kind": "early", "snapshot": RunDir(run).snapshot(1)})
+        found.append({"name": f"early ({steps} steps)", "kind": "early", "snapshot": RunDir(run).snapshots()[-1]})
     return found
 
 
