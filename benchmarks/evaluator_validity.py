@@ -1,7 +1,8 @@
 """Issue 33, "validated, not assumed": do evaluators trained from a folder rank generators as the shipped one does?
 
     nice python benchmarks/evaluator_validity.py [--work /tmp/evaluator_validity] [--data fashion-mnist digits]
-        [--seeds 0 1 2] [--samples 5000] [--threads 2] [--figure docs/img/evaluator_validity.png]
+        [--seeds 0 1 2] [--samples 5000] [--threads 1] [--figure docs/img/evaluator_validity.png]
+        [--json docs/reference/evaluator_validity.json]
 
 For each data set (Fashion-MNIST; scikit-learn's 8x8 digits) it writes the training split as PNGs
 into two image folders under ``--work`` (never the repository): ``labelled/`` with one subfolder
@@ -255,9 +256,11 @@ def figure(results: list[dict[str, Any]], path: Path) -> None:
                        label="held-out real (floor)")
             ax.set(xscale="log", yscale="log", xlabel=f"FD, shipped {result['evaluators']['shipped']['version']}",
                    ylabel=f"FD, trained {'classifier' if kind == 'labelled' else 'SimCLR'}",
-                   title=f"{result['data']} folder, {'labelled' if kind == 'labelled' else 'one folder'}: "
-                         f"Spearman {result['checks'][kind]['spearman']:.2f} (n = {result['n']:,})")
+                   title=f"{result['data']} as {'class folders' if kind == 'labelled' else 'one folder'}\n"
+                         f"Spearman {result['checks'][kind]['spearman']:.2f} over {len(result['generators'])} "
+                         f"generators, n = {result['n']:,}")
             ax.grid(True, which="both", alpha=0.3)
+            ax.title.set_fontsize(10)
             ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -274,8 +277,9 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3, help="Fashion-MNIST: epochs of the main job (quick.yaml's 3)")
     ap.add_argument("--digits-epochs", type=int, nargs="+", default=[1, 3, 10, 30], help="digits: the snapshots scored")
     ap.add_argument("--samples", type=int, default=5000, help="samples per score (capped at half the test split)")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1: least harm on a shared machine)")
     ap.add_argument("--figure", type=Path, default=None, help="default WORK/evaluator_validity.png")
+    ap.add_argument("--json", type=Path, default=None, help="default WORK/evaluator_validity.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
@@ -287,7 +291,8 @@ def main() -> None:
         result["load"] = uptime()
         results.append(result)
         log(f"\n{table(result)}\n({result['seconds']:.0f} s; {result['load']})\n")
-    out = args.work / "evaluator_validity.json"
+    out = args.json or args.work / "evaluator_validity.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1))
     figure(results, args.figure or args.work / "evaluator_validity.png")
     log(f"wrote {out} and {args.figure or args.work / 'evaluator_validity.png'}")
