@@ -232,9 +232,9 @@ def table(result: dict[str, Any]) -> str:
                 lambda k: f"{c[k]['spearman']:.3f}",
             "Spearman without noise": lambda k: f"{c[k]['spearman_without_noise']:.3f}",
             "held-out floor below every generator": lambda k: f"{'yes' if c[k]['floor_below_all'] else 'NO'} "
-                                                              f"({c[k]['floor_heldout']:.3g} < {c[k]['best_generator']:.3g})",
+                                                              f"({c[k]['floor_heldout']:.3g} {'<' if c[k]['floor_below_all'] else '>='} {c[k]['best_generator']:.3g})",
             "noise above every generator": lambda k: f"{'yes' if c[k]['noise_above_all'] else 'NO'} "
-                                                     f"({c[k]['noise']:.3g} > {c[k]['worst_generator']:.3g})"}
+                                                     f"({c[k]['noise']:.3g} {'>' if c[k]['noise_above_all'] else '<='} {c[k]['worst_generator']:.3g})"}
     for label, fn in rows.items():
         lines.append(f"| {label} | " + " | ".join(fn(k) for k in EVALUATORS) + " |")
     return "\n".join(lines)
