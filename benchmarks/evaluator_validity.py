@@ -154,10 +154,16 @@ def feature_fns(name: str, args: argparse.Namespace, log: Callable[[str], None])
         start = time.perf_counter()
         model, info = trained.load_trained(folder_config(root, args.work / "cache"), log)
         channels = info["recipe"]["channels"]
-        fns[kind] = (lambda m, c: lambda x: features_and_classes(m, x.expand(-1, c, -1, -1).contiguous())[0])(model, channels)
+        fns[kind] = grey_to(model, channels)
         infos[kind] = {"version": info["version"], "source": info["source"], "held_out": info["held_out"],
                        "seconds_to_load_or_train": round(time.perf_counter() - start, 1)}
     return fns, infos, shipped, config
+
+
+def grey_to(model: Any, channels: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A trained evaluator's features of grey images (N, 1, 28, 28), given the channels it reads
+    (RGB by default: a folder of grey PNGs is read as RGB unless data.channels says 1)."""
+    return lambda x: features_and_classes(model, x.expand(-1, channels, -1, -1).contiguous())[0]
 
 
 def score_all(sets: dict[str, torch.Tensor], reference: torch.Tensor, fns: dict, config: Config) -> dict[str, dict]:
@@ -185,7 +191,8 @@ def checks(scores: dict[str, dict], generators: list[str]) -> dict[str, dict]:
             "spearman": float(spearmanr(fd, shipped).statistic),
             "spearman_without_noise": float(spearmanr([scores[kind][g]["fd"] for g in but_noise],
                                                       [scores["shipped"][g]["fd"] for g in but_noise]).statistic),
-            "floor_heldout": scores[kind]["floor (held-out real)"]["fd"], "floor_train": scores[kind]["floor (train real)"]["fd"],
+            "floor_heldout": scores[kind]["floor (held-out real)"]["fd"],
+            "floor_train": scores[kind]["floor (train real)"]["fd"],
             "best_generator": best, "worst_generator": worst, "noise": scores[kind]["noise"]["fd"],
             "floor_below_all": scores[kind]["floor (held-out real)"]["fd"] < best,
             "noise_above_all": scores[kind]["noise"]["fd"] > worst}
@@ -208,7 +215,8 @@ def validate(name: str, args: argparse.Namespace, log: Callable[[str], None]) ->
         sets[f"mode-dropping ({count} class{'es' if count > 1 else ''})"] = mode_dropped(last, keep, n, shipped, config)
     sets["noise"] = torch.rand(n, 1, SIZE, SIZE, generator=torch.Generator().manual_seed(0)) * 2 - 1
     generators = list(sets)
-    kinds = {e["name"]: e["kind"] for e in entries} | {g: "mode-dropping" for g in generators if g.startswith("mode")} | {"noise": "noise"}
+    kinds = {e["name"]: e["kind"] for e in entries} | {"noise": "noise"}
+    kinds |= {g: "mode-dropping" for g in generators if g.startswith("mode")}
     sets["floor (held-out real)"] = test[n:2 * n]
     sets["floor (train real)"] = train_images.sample(n, seed=0)
     scores = score_all(sets, test[:n], fns, config)
@@ -231,13 +239,17 @@ def table(result: dict[str, Any]) -> str:
             f"Spearman with shipped FD, {len(result['generators'])} generators (target >= {TARGET_SPEARMAN})":
                 lambda k: f"{c[k]['spearman']:.3f}",
             "Spearman without noise": lambda k: f"{c[k]['spearman_without_noise']:.3f}",
-            "held-out floor below every generator": lambda k: f"{'yes' if c[k]['floor_below_all'] else 'NO'} "
-                                                              f"({c[k]['floor_heldout']:.3g} {'<' if c[k]['floor_below_all'] else '>='} {c[k]['best_generator']:.3g})",
-            "noise above every generator": lambda k: f"{'yes' if c[k]['noise_above_all'] else 'NO'} "
-                                                     f"({c[k]['noise']:.3g} {'>' if c[k]['noise_above_all'] else '<='} {c[k]['worst_generator']:.3g})"}
+            "held-out floor below every generator":
+                lambda k: verdict(c[k]["floor_below_all"], c[k]["floor_heldout"], "<", ">=", c[k]["best_generator"]),
+            "noise above every generator":
+                lambda k: verdict(c[k]["noise_above_all"], c[k]["noise"], ">", "<=", c[k]["worst_generator"])}
     for label, fn in rows.items():
         lines.append(f"| {label} | " + " | ".join(fn(k) for k in EVALUATORS) + " |")
     return "\n".join(lines)
+
+
+def verdict(ok: bool, a: float, holds: str, fails: str, b: float) -> str:
+    return f"yes ({a:.3g} {holds} {b:.3g})" if ok else f"NO ({a:.3g} {fails} {b:.3g})"
 
 
 def figure(results: list[dict[str, Any]], path: Path) -> None:
