@@ -106,10 +106,10 @@ class Scorer:
         real = self._real_features[:len(images)]
         scores = {**feature_scores(real, fake, self.config.eval, real_radii=self._real_radii(len(real)), detail=detail),
                   "samples": len(images), "real_samples": len(real)}
-        if self.real.classes is not None:
+        if self.real.classes is not None:  # an evaluator trained without labels has no classes
             scores.update(class_scores(predicted, self.real.labels, self.real.classes))
-        if requested is not None and self.real.classes is not None:
-            scores.update(conditional_scores(predicted, requested.cpu(), self.real.classes))
+            if requested is not None:
+                scores.update(conditional_scores(predicted, requested.cpu(), self.real.classes))
         return scores
 
     def floor(self, n: int) -> dict[str, Any]:

@@ -1,6 +1,8 @@
-"""Evaluators trained from a user's own images (issue 33): any data set without a shipped one.
+"""Evaluators trained from a data set's own images: every data set without a labelled evaluator
+(an image folder, Flowers102). A seeded tenth of the images is held out: the held-out figure,
+and the real reference every score compares a generator's samples with (``own_reference``).
 
-With labels (2 or more class subfolders) the evaluator is a classifier like the shipped ones
+With labels (2 or more class subfolders, or Flowers102's targets) the evaluator is a classifier like the shipped ones
 (``evaluator.Evaluator``), its held-out figure the accuracy on a held-out tenth. Without labels
 (one folder) it is the same network trained self-supervised with SimCLR (Chen et al. 2020, "A
 Simple Framework for Contrastive Learning of Visual Representations": two augmented views per
@@ -22,7 +24,6 @@ from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
-
 from torch.utils.data import DataLoader, Subset
 
 from .. import evaluators
