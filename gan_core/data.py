@@ -50,6 +50,7 @@ class ImageData:
     dataset: Dataset | None = None  # when streamed from disk
     workers: int = 0
     device: torch.device = torch.device("cpu")  # where batches go (``to``)
+    on_device: bool = False  # an in-memory set held there (``to``)
 
     def __len__(self) -> int:
         return self.size
@@ -64,16 +65,12 @@ class ImageData:
         if self.images is None:
             return self
         free = _free_memory(self.device) if free_bytes is None else free_bytes
-        if free is None or self.images.nbytes + self.labels.nbytes <= DEVICE_SHARE * free:
+        self.on_device = free is None or self.images.nbytes + self.labels.nbytes <= DEVICE_SHARE * free
+        if self.on_device:
             self.images, self.labels = self.images.to(self.device), self.labels.to(self.device)
         elif self.device.type == "cuda" and not self.images.is_pinned():
             self.images, self.labels = self.images.pin_memory(), self.labels.pin_memory()
         return self
-
-    @property
-    def on_device(self) -> bool:
-        """Whether an in-memory set is held where it trains."""
-        return self.images is not None and self.images.device == self.device
 
     def batches(self, batch_size: int, seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """One epoch of full batches in an order fixed by ``seed``: the same order on every
