@@ -195,9 +195,16 @@ def test_the_timing_trains_each_candidate_and_leaves_the_rng_as_it_was(tiny_conf
     assert set(ms) == {"fp32", "bf16 + channels_last"} and all(0 < v < 60_000 for v in ms.values())
 
 
+def test_a_gpu_without_bf16_has_nothing_to_measure(tiny_config, tmp_path, monkeypatch):
+    monkeypatch.setattr(models_base, "native_bf16", lambda device: (False, "Tesla T4 lacks bf16"))
+    config = tiny_config(train={"precision": "auto", "channels_last": False}, eval={"cache_dir": str(tmp_path)})
+    chosen = tuning.choose_precision(config, (1, 28, 28), (), CUDA, lambda *args: pytest.fail("measured"))
+    assert chosen.note == "fp32/TF32 (auto: Tesla T4 lacks bf16; nothing to measure)" and chosen.tf32
+
+
 # --- train.compile: no manual channels_last ----------------------------------------------------------
 @pytest.mark.parametrize("channels_last", ["auto", True])
-def test_compile_trains_in_nchw(tiny_config, tmp_path, channels_last):
+def test_compile_keeps_nchw(tiny_config, channels_last):
     """The CUDA crash under compile was inductor's stride assertion in convolution backward on a
     channels_last model: under compile the trainer leaves the layout to inductor, and says so."""
     config = tiny_config(train={"compile": True, "precision": "fp32", "channels_last": channels_last})
@@ -221,3 +228,4 @@ def test_a_set_too_large_for_the_device_stays_on_the_host_with_the_same_batches(
     assert fits.on_device and not too_large.on_device
     for (a, y), (b, z) in zip(fits.batches(16, 7), too_large.batches(16, 7), strict=True):
         assert torch.equal(a, b) and torch.equal(y, z)
+

@@ -122,6 +122,8 @@ class Trainer:
         """One line: data, model sizes, device, steps."""
         c, t = self.config, self.config.train
         shape = "x".join(map(str, self.data.shape))
+        if self.data.images is not None and not self.data.on_device:
+            shape += f" (held on the host: too large for {self.device})"
         average = f", EMA {t.ema}" if t.ema else f", EMA half-life {t.ema_halflife:g} of the images" if t.ema_halflife else ""
         return (f"{c.data.name} {len(self.data)}x{shape} | {self.family.summary()}"
                 f"{' | conditional' if c.model.conditional else ''}{average}"

@@ -56,7 +56,8 @@ def choose_precision(config: Config, shape: Sequence[int], classes: Sequence[str
                                 t.compile)
     candidates = Precision.candidates(device, t.precision, t.channels_last, t.compile)
     names = [c.name for c in candidates]
-    if len(candidates) == 1:
+    if len(candidates) == 1:  # e.g. auto on a GPU without bf16, channels_last given
+        candidates[0].note = f"{candidates[0].name} (auto: {models.base.native_bf16(device)[1]}; nothing to measure)"
         return candidates[0]
     path, key = cache_path(config), tuning_key(config, shape, classes, device)
     with _locked(path):  # a sweep's runs on one GPU: one measures, the others read its figures
