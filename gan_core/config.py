@@ -94,8 +94,9 @@ class TrainConfig:
     checkpoint_every: int = 1  # epochs between checkpoints (one is always written at the end)
     log_every: int = 50  # steps between rows of log.csv
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
-    # auto: bf16 autocast (+ channels_last) where the device computes bf16 natively (CUDA with
-    # bf16, a CPU with avx512_bf16/AMX), fp32 elsewhere; bf16 elsewhere is emulated and slower
+    # auto: on CUDA the fastest of fp32/TF32 and bf16 autocast, NCHW and channels_last, timed on
+    # the device once per model shape (docs/gpu.md); on a CPU bf16 autocast (+ channels_last) where
+    # it computes bf16 natively (avx512_bf16/AMX), fp32 elsewhere (bf16 emulated is slower)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # fp16: CUDA only
     channels_last: bool | Literal["auto"] = "auto"
     threads: int = 0  # torch CPU threads; 0 leaves torch's default
@@ -109,7 +110,7 @@ class TrainConfig:
     ema_halflife: float = 0.0
     lr_decay: Literal["none", "linear", "cosine"] = "none"  # every learning rate falls to 0 at the last step
     grad_clip: float = 0.0  # clip each network's gradient norm to this before its step; 0: off
-    compile: bool = False  # torch.compile the networks (compile time against speed: docs/reference/performance.md)
+    compile: bool = False  # torch.compile the networks, in NCHW (compile time against speed: docs/reference/performance.md)
     instance_noise: float = 0.0  # std of Gaussian noise on D's inputs, annealed linearly to 0; 0: off
 
 

@@ -25,6 +25,14 @@ FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                          "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 
 
+DEVICE_SHARE = 0.25  # an in-memory set moves to a GPU when it takes at most this share of its free memory
+
+
+def _free_memory(device: torch.device) -> int | None:
+    """Free bytes of a CUDA device; None (no limit) elsewhere: the CPU holds the set already."""
+    return torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else None
+
+
 class DataError(RuntimeError):
     """A data set that cannot be found or read; the message says how to get it."""
 
@@ -41,24 +49,42 @@ class ImageData:
     labels: torch.Tensor | None = None  # (N,) int64
     dataset: Dataset | None = None  # when streamed from disk
     workers: int = 0
+    device: torch.device = torch.device("cpu")  # where batches go (``to``)
+    on_device: bool = False  # an in-memory set held there (``to``)
 
     def __len__(self) -> int:
         return self.size
 
-    def to(self, device: torch.device) -> "ImageData":
-        """Move an in-memory set to ``device`` (no-op for streamed sets)."""
-        if self.images is not None:
-            self.images, self.labels = self.images.to(device), self.labels.to(device)
+    def to(self, device: torch.device, free_bytes: int | None = None) -> "ImageData":
+        """Batch an in-memory set on ``device``: moved there once when it fits in ``DEVICE_SHARE``
+        of the device's free memory (``free_bytes``; default: what CUDA reports, no limit
+        elsewhere), so each batch is gathered there with no copy per step. A set too large
+        stays in the host's memory (pinned on CUDA) and each batch is copied over
+        asynchronously. No-op for streamed sets."""
+        self.device = torch.device(device)
+        if self.images is None:
+            return self
+        free = _free_memory(self.device) if free_bytes is None else free_bytes
+        self.on_device = free is None or self.images.nbytes + self.labels.nbytes <= DEVICE_SHARE * free
+        if self.on_device:
+            self.images, self.labels = self.images.to(self.device), self.labels.to(self.device)
+        elif self.device.type == "cuda" and not self.images.is_pinned():
+            self.images, self.labels = self.images.pin_memory(), self.labels.pin_memory()
         return self
 
     def batches(self, batch_size: int, seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """One epoch of full batches in an order fixed by ``seed``."""
+        """One epoch of full batches in an order fixed by ``seed``: the same order on every
+        device (the permutation is drawn on the CPU, then indexes the set where it is held)."""
         generator = torch.Generator().manual_seed(seed)
         if self.images is not None:
-            order = torch.randperm(self.size, generator=generator).to(self.images.device)
+            order = torch.randperm(self.size, generator=generator).to(self.images.device, non_blocking=True)
             for start in range(0, self.size - batch_size + 1, batch_size):
                 idx = order[start:start + batch_size]
-                yield self.images[idx], self.labels[idx]
+                if self.images.device == self.device or self.device.type != "cuda":
+                    yield self.images[idx], self.labels[idx]
+                else:  # a set too large for the device: gathered on the host, copied asynchronously
+                    yield (self.images[idx].pin_memory().to(self.device, non_blocking=True),
+                           self.labels[idx].pin_memory().to(self.device, non_blocking=True))
             return
         loader = DataLoader(self.dataset, batch_size=batch_size, shuffle=True, drop_last=True,
                             num_workers=self.workers, generator=generator,

@@ -429,8 +429,12 @@ def test_spectral_norm_and_r1(tiny_config, tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_compile_trains_the_same_networks(tiny_config, tmp_path):
-    """train.compile: torch.compile in place; the checkpoint's keys are the plain networks'."""
-    train(tiny_config(train={"compile": True, "epochs": 1}), tmp_path / "a", log=lambda s: None)
+    """train.compile: torch.compile in place; the checkpoint's keys are the plain networks'. The
+    config a user sets (precision and layout auto) trains in NCHW: manual channels_last under
+    compile crashed inductor's convolution backward on CUDA (issue 34)."""
+    compiled = train(tiny_config(train={"compile": True, "epochs": 1, "precision": "auto", "channels_last": "auto"}),
+                     tmp_path / "a", log=lambda s: None)
+    assert "channels_last off under train.compile" in compiled["training"]["precision"]
     train(tiny_config(train={"epochs": 1}), tmp_path / "b", log=lambda s: None)
     a = read_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt")
     b = read_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")

@@ -55,6 +55,8 @@ def count_parameters(module: nn.Module | None) -> int:
 
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # x86 instructions that compute bf16 natively
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+COMPILED_LAYOUT = ("channels_last off under train.compile: inductor lays out convolutions itself "
+                   "(a channels_last model fails its assert_size_stride in convolution backward on CUDA)")
 
 
 def native_bf16(device: torch.device) -> tuple[bool, str]:
@@ -75,21 +77,25 @@ def native_bf16(device: torch.device) -> tuple[bool, str]:
 
 
 class Precision:
-    """Where and how a family computes: device, autocast dtype (None: fp32) and memory format.
-    ``note`` says what was picked and why."""
+    """Where and how a family computes: device, autocast dtype (None: fp32), memory format and,
+    on CUDA, TF32 for fp32 matrix products. ``note`` says what was picked and why."""
 
     def __init__(self, device: torch.device | str = "cpu", dtype: torch.dtype | None = None,
-                 channels_last: bool = False, note: str = ""):
+                 channels_last: bool = False, note: str = "", tf32: bool = False):
         self.device, self.dtype, self.channels_last = torch.device(device), dtype, channels_last
+        self.tf32 = tf32
         self.note = note or self.name
 
     @classmethod
     def choose(cls, device: torch.device, precision: str, channels_last: bool | str,
-               family: families.Family | None = None) -> "Precision":
-        """``train.precision``/``train.channels_last`` for ``device``: ``auto`` is bf16 autocast
-        where the device computes bf16 natively, fp32 elsewhere; channels_last where the family
-        is measured faster with it (``Family.channels_last``: the convolutional GANs, in fp32 and
-        bf16 alike), never slower: docs/reference/performance.md."""
+               family: families.Family | None = None, compiled: bool = False) -> "Precision":
+        """``train.precision``/``train.channels_last`` for ``device`` without measuring: ``auto``
+        is bf16 autocast where the device computes bf16 natively, fp32 elsewhere; channels_last
+        where the family is measured faster with it on the CPU (``Family.channels_last``: the
+        convolutional GANs, in fp32 and bf16 alike), never slower: docs/reference/performance.md.
+        Under ``train.compile`` (``compiled``) no manual channels_last: inductor lays out
+        convolutions itself, and a channels_last model crashes its convolution backward on CUDA.
+        (On CUDA the trainer measures ``auto`` instead: ``training.tuning``.)"""
         native, why = native_bf16(device)
         reasons = []
         if precision == "auto":
@@ -97,25 +103,51 @@ class Precision:
             reasons.append(f"auto: {why}")
         elif precision == "bf16" and not native:
             reasons.append(f"{why}: emulated, expect it slower than fp32")
-        if channels_last == "auto":
+        if channels_last == "auto" and not compiled:
             channels_last = family.channels_last if family is not None else native and precision == "bf16"
             if family is not None:
                 reasons.append(f"channels_last auto: {'measured faster' if channels_last else 'slower'} for "
                                f"{family.name}")
+        elif compiled and channels_last:
+            reasons.append(COMPILED_LAYOUT)
+            channels_last = False
         chosen = cls(device, DTYPES[precision], bool(channels_last))
         chosen.note = chosen.name + (f" ({'; '.join(reasons)})" if reasons else "")
         return chosen
 
+    @classmethod
+    def candidates(cls, device: torch.device, precision: str, channels_last: bool | str,
+                   compiled: bool = False) -> list["Precision"]:
+        """What ``auto`` measures on ``device`` (CUDA): fp32 with TF32 and bf16 autocast (where
+        native) when ``precision`` is auto, NCHW and channels_last where ``channels_last`` is auto (NCHW alone
+        under ``train.compile``); a setting given fixes its part. The first is the reference
+        (fp32/TF32, NCHW, where measured) that another must beat by more than noise."""
+        dtypes = ["fp32", "bf16"] if precision == "auto" else [precision]
+        if precision == "auto" and not native_bf16(device)[0]:
+            dtypes = ["fp32"]
+        layouts = [False] if compiled else [False, True] if channels_last == "auto" else [bool(channels_last)]
+        tf32 = device.type == "cuda" and precision == "auto"  # a precision given is computed as given
+        return [cls(device, DTYPES[dtype], layout, tf32=tf32) for dtype in dtypes for layout in layouts]
+
     @property
     def name(self) -> str:
-        """e.g. ``bf16 + channels_last``."""
+        """e.g. ``bf16 + channels_last``, ``fp32/TF32``."""
         dtype = next(k for k, v in DTYPES.items() if v == self.dtype)
+        dtype = "fp32/TF32" if dtype == "fp32" and self.tf32 else dtype
         return dtype + (" + channels_last" if self.channels_last else "")
 
     @property
     def slow(self) -> bool:
         """bf16 emulated on a device without native bf16."""
         return "emulated" in self.note
+
+    def apply(self) -> None:
+        """The process-wide backend settings this precision trains with, on CUDA: cuDNN's
+        benchmark mode (fixed shapes: each convolution's fastest kernel, chosen once) and TF32
+        for fp32 matrix products (``tf32``; cuDNN's convolutions use TF32 by torch's default)."""
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cuda.matmul.allow_tf32 = self.tf32
 
     def autocast(self):
         return torch.autocast(self.device.type, dtype=self.dtype) if self.dtype else nullcontext()

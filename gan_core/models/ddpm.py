@@ -11,7 +11,7 @@ from torch import nn
 
 from ..families import Description, Network
 from .base import Gallery, ModelFamily, count_parameters, eval_mode
-from .diffusion import DiffusionGenerator, diffusion_loss, make_schedule
+from .diffusion import DiffusionGenerator, Schedule, diffusion_loss, make_schedule
 from .summary import layer_table
 from .unet import UNet
 
@@ -35,10 +35,19 @@ class DDPM(ModelFamily):
         real = ctx.batch(real)
         y = None if self.label is None else labels.to(ctx.device, non_blocking=True)
         with ctx.autocast():
-            loss = diffusion_loss(self.generator.unet, self.generator.schedule, real, y,
+            loss = diffusion_loss(self.generator.unet, self._schedule_on(ctx.device), real, y,
                                   self.config.family.p_uncond).float()
         ctx.step("optim_g", loss)
         return {"loss": loss.detach()}
+
+    _on_device: tuple[torch.device, Schedule] | None = None
+
+    def _schedule_on(self, device: torch.device) -> Schedule:
+        """The noise schedule's constants on ``device``, copied there once: a copy in every step
+        would wait for the GPU (a host synchronisation per step)."""
+        if self._on_device is None or self._on_device[0] != device:
+            self._on_device = (device, self.generator.schedule.to(device))
+        return self._on_device[1]
 
     def _sampling(self) -> str:
         d, steps = self.config.family, self.generator.steps

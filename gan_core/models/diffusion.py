@@ -8,6 +8,7 @@ a class-conditional one has ``num_classes > 0`` and reads y = num_classes as "no
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from collections.abc import Sequence
@@ -37,6 +38,10 @@ class Schedule:
     @property
     def T(self) -> int:
         return len(self.betas)
+
+    def to(self, device: torch.device | str) -> "Schedule":
+        """The same constants on ``device`` (itself on the CPU)."""
+        return Schedule(self.kind, *(getattr(self, f.name).to(device) for f in dataclasses.fields(self)[1:]))
 
 
 def make_schedule(kind: Literal["linear", "cosine"], T: int, beta_start: float = 1e-4,

@@ -31,13 +31,14 @@ from .. import config as config_lib
 from .. import evaluators, families, grids, models
 from ..config import Config
 from ..data import ImageData, load_data
-from ..models import CheckpointError, ModelFamily, Precision, count_parameters
+from ..models import CheckpointError, ModelFamily, count_parameters
 from ..models.checkpoint import write_checkpoint
 from ..rundir import RunDir, write_atomic, write_json
 from . import state as state_lib
 from .board import Board
 from .state import TrainingError
 from .step import StepContext
+from .tuning import choose_precision
 
 # snapshots hold what scores and samples need, not what resuming needs
 SNAPSHOT_KEYS = ("config", "epoch", "step", "generator", "generator_ema", "image_shape", "classes", "seconds")
@@ -95,8 +96,8 @@ class Trainer:
             torch.set_num_threads(t.threads)
         seed_everything(t.seed)
         self.data = (data or load_data(config)).to(self.device)
-        spec = families.family_of(config.model.arch)
-        self.precision = Precision.choose(self.device, t.precision, t.channels_last, spec)
+        self.precision = choose_precision(config, self.data.shape, self.data.classes, self.device)
+        self.precision.apply()
         if self.precision.slow:
             warnings.warn(f"train.precision bf16 on {self.device}: {self.precision.note}", stacklevel=2)
         self.family: ModelFamily = models.build(config, self.data.shape, self.data.classes, self.precision)
@@ -121,6 +122,8 @@ class Trainer:
         """One line: data, model sizes, device, steps."""
         c, t = self.config, self.config.train
         shape = "x".join(map(str, self.data.shape))
+        if self.data.images is not None and not self.data.on_device:
+            shape += f" (held on the host: too large for {self.device})"
         average = f", EMA {t.ema}" if t.ema else f", EMA half-life {t.ema_halflife:g} of the images" if t.ema_halflife else ""
         return (f"{c.data.name} {len(self.data)}x{shape} | {self.family.summary()}"
                 f"{' | conditional' if c.model.conditional else ''}{average}"
