@@ -54,7 +54,7 @@ class HostReads:
     def _counted(self, name, original):
         def method(tensor, *args, **kwargs):
             caller = sys._getframe(1).f_code.co_filename
-            if self.where is not None and Path(caller).is_relative_to(REPO):
+            if self.where is not None and Path(caller).is_relative_to(REPO) and "site-packages" not in caller:  # not a .venv inside it
                 self.where.append(f"{name} at {Path(caller).name}:{sys._getframe(1).f_lineno}")
             return original(tensor, *args, **kwargs)
         return method
