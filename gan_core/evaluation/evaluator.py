@@ -130,7 +130,7 @@ def load_evaluator(config: Config, log: Callable[[str], None] = print) -> tuple[
     model = Evaluator(state["channels"], len(state["classes"]))
     model.load_state_dict(state["weights"])
     if not evaluators.uses_shipped(config):  # what pages name beside the evaluator (evaluators.described)
-        write_json(evaluators.info_file(config), {"held_out": state["test_accuracy"], "held_out_name": "test accuracy"})
+        write_json(evaluators.info_file(config, info["id"]), {"held_out": state["test_accuracy"], "held_out_name": "test accuracy"})
     return model.fuse(), {**info, "held_out": state["test_accuracy"], "held_out_name": "test accuracy",
                           **{k: state[k] for k in ("classes", "recipe")}}
 

@@ -174,7 +174,7 @@ def load_trained(config: Any, log: Callable[[str], None] = print, **how: Any) ->
         info = {**info, "version": f"{recipe['data']}-trained-v{recipe['version']} ({key[:8]})",
                 "id": f"{recipe['data']}-trained-{key}"}
     else:  # what pages name beside the evaluator (evaluators.described)
-        write_json(evaluators.info_file(config), {"held_out": state["held_out"], "held_out_name": state["held_out_name"]})
+        write_json(evaluators.info_file(config, info["id"]), {"held_out": state["held_out"], "held_out_name": state["held_out_name"]})
     return model.fuse(), {**info, "held_out": state["held_out"], "held_out_name": state["held_out_name"],
                           "classes": state["classes"], "recipe": recipe, "labelled": recipe["labelled"]}
 

@@ -111,18 +111,18 @@ def described(config: Any) -> str:
         found = identity(config)
     except EvaluatorError as err:
         return f"unavailable: {err}"
-    held = held_out(config)
+    held = held_out(config, found["id"])
     return f"{found['version']}, {found['source']}" + (f"; {held[1]} {held[0]:.1%}" if held else "")
 
 
-def held_out(config: Any) -> tuple[float, str] | None:
-    """The held-out figure of ``config``'s evaluator and its name (``("test accuracy", 0.91)``),
+def held_out(config: Any, evaluator_id: str) -> tuple[float, str] | None:
+    """The held-out figure of ``config``'s evaluator and its name (``(0.91, "test accuracy")``),
     once it exists: from the manifest for a shipped one, else from the file written beside a
     trained one (``info_file``); None before it is trained."""
     if uses_shipped(config):
         entry = json.loads((FOLDER / "manifest.json").read_text()).get(shipped_file(config.data.name).name, {})
         return (entry["test_accuracy"], "test accuracy") if "test_accuracy" in entry else None
-    path = info_file(config)
+    path = info_file(config, evaluator_id)
     if not path.exists():
         return None
     try:
@@ -132,9 +132,10 @@ def held_out(config: Any) -> tuple[float, str] | None:
         return None
 
 
-def info_file(config: Any) -> Path:
-    """Where a trained evaluator's held-out figure is written, beside its weights."""
-    return cache_folder(config) / f"{identity(config)['id']}.info.json"
+def info_file(config: Any, evaluator_id: str) -> Path:
+    """Where a trained evaluator's held-out figure is written, beside its weights (``evaluator_id``:
+    ``identity(config)["id"]``)."""
+    return cache_folder(config) / f"{evaluator_id}.info.json"
 
 
 def cache_folder(config: Any) -> Path:
@@ -204,14 +205,15 @@ def data_files(config: Any) -> tuple[Path, list[Path]]:
     return root, sorted(files)
 
 
-def fingerprint(config: Any) -> str:
+def fingerprint(config: Any, found: tuple[Path, list[Path]] | None = None) -> str:
     """A digest of ``config``'s training data (each file's relative name, size and mtime) and of
     the trained recipe's version: a changed folder gets a new evaluator, an unchanged one the cached one.
+    ``found``: ``data_files(config)``, when the caller has walked the folder already.
 
     Raises:
         EvaluatorError: no files were found.
     """
-    root, files = data_files(config)
+    root, files = found or data_files(config)
     if not files:
         raise EvaluatorError(f"no {config.data.name} files under data.root = {str(root)!r} to train an evaluator on")
     digest = hashlib.sha256(f"{config.data.name} v{TRAINED_VERSION}\n".encode())
@@ -221,9 +223,10 @@ def fingerprint(config: Any) -> str:
     return digest.hexdigest()[:16]
 
 
-def folder_classes(config: Any) -> list[str]:
-    """An image folder's class subfolders that hold images (as torchvision's ImageFolder reads them)."""
-    root, files = data_files(config)
+def folder_classes(config: Any, found: tuple[Path, list[Path]] | None = None) -> list[str]:
+    """An image folder's class subfolders that hold images (as torchvision's ImageFolder reads
+    them); ``found`` as for ``fingerprint``."""
+    root, files = found or data_files(config)
     return sorted({p.relative_to(root).parts[0] for p in files if len(p.relative_to(root).parts) > 1})
 
 
@@ -254,9 +257,10 @@ def own_recipe(config: Any) -> dict[str, Any]:
         EvaluatorError: no images were found.
     """
     c = config.data
-    classes = len(folder_classes(config)) if c.name == "imagefolder" else None  # else a torchvision set's targets
+    found = data_files(config)  # one walk of the folder for both
+    classes = len(folder_classes(config, found)) if c.name == "imagefolder" else None  # else a torchvision set's targets
     is_labelled = classes is None or classes >= 2
-    return {"version": TRAINED_VERSION, "data": c.name, "fingerprint": fingerprint(config),
+    return {"version": TRAINED_VERSION, "data": c.name, "fingerprint": fingerprint(config, found),
             "labelled": is_labelled, "classes": classes, "split": c.split, "size": c.image_size,
             "channels": c.channels or 3, "center_crop": c.center_crop,
             "epochs": config.eval.evaluator_epochs or OWN_EPOCHS, "subset": config.eval.evaluator_subset,

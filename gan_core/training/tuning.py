@@ -21,20 +21,15 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 
-try:
-    import fcntl
-except ImportError:  # Windows: no lock; at worst two runs measure the same shape
-    fcntl = None
-
 from .. import families, models
 from ..config import Config
 from ..models import Precision
-from ..rundir import read_json, write_json
+from ..rundir import file_lock, read_json, write_json
 from .step import StepContext
 
 NOISE = 0.05  # a candidate beats the reference only by more than this share of its time
@@ -170,20 +165,13 @@ def store(path: Path, key: str, ms: dict[str, float]) -> None:
         pass
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive lock beside ``path`` (where the platform has ``fcntl`` and the folder is writable)."""
+def _locked(path: Path) -> contextlib.AbstractContextManager:
+    """``rundir.file_lock`` beside ``path``; none where the cache folder cannot be written (then
+    each run measures for itself: a cost, no harm)."""
+    lock = path.with_name(path.name + ".lock")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        lock = open(path.with_name(path.name + ".lock"), "a") if fcntl else None
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        lock.touch()
     except OSError:
-        lock = None
-    if lock is None:
-        yield
-        return
-    with lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+        return contextlib.nullcontext()
+    return file_lock(lock)
