@@ -254,6 +254,21 @@ def read_yaml(path: Path, kind: str) -> dict[str, Any]:
     return raw
 
 
+FORMER_EVALUATOR_EPOCHS = 3  # eval.evaluator_epochs's default before it became null (its recipe's own)
+
+
+def _without_former_defaults(raw: dict[str, Any]) -> dict[str, Any]:
+    """``raw`` without what an older gan_core wrote as a default and this one refuses: every
+    run's config.yaml and checkpoint before eval.evaluator_epochs became null say 3, which a
+    shipped evaluator's config may not set. A copy; ``raw`` is left as it is."""
+    raw, e = dict(raw), raw.get("eval")
+    data = raw.get("data") if isinstance(raw.get("data"), dict) else {}
+    if (isinstance(e, dict) and e.get("evaluator_epochs") == FORMER_EVALUATOR_EPOCHS and e.get("evaluator") != "train"
+            and data.get("name", DataConfig.name) in SHIPPED_EVALUATORS):
+        raw["eval"] = {k: v for k, v in e.items() if k != "evaluator_epochs"}
+    return raw
+
+
 def from_dict(raw: dict[str, Any], source: str = "config") -> Config:
     """Build and validate a Config from a nested dict; errors name ``source: key``. Every
     family section given is checked; the one of ``model.arch`` becomes ``Config.family``."""
@@ -264,7 +279,7 @@ def from_dict(raw: dict[str, Any], source: str = "config") -> Config:
         if isinstance(raw.get(section), dict) and key in raw[section]:
             raise ConfigError(f"{source}: {old} is now {new} (the family's own section): write "
                               f"'{new.split('.')[0]}: {{{key}: {raw[section][key]!r}}}'")
-    raw = dict(raw)
+    raw = _without_former_defaults(raw)
     given = {name: raw.pop(name) for name in list(raw) if name in families.sections()}
     config = _build(Config, {k: v for k, v in raw.items() if k != "family"}, source, "", extra=families.sections())
     try:

@@ -130,3 +130,12 @@ def test_override_errors_name_the_override(tmp_path):
 def test_diffusion_values_are_checked(diffusion, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         from_dict({"model": {"arch": "ddpm"}, "diffusion": diffusion}, "x.yaml")
+
+
+def test_an_older_runs_former_default_evaluator_epochs_still_loads():
+    """Runs written before eval.evaluator_epochs became null hold its former default, 3: they
+    load (resume, re-render, evaluate) as before; any other value is still refused for a shipped evaluator."""
+    assert from_dict({"eval": {"evaluator_epochs": 3}}).eval.evaluator_epochs is None
+    assert from_dict({"data": {"name": "mnist"}, "eval": {"evaluator_epochs": 3}}).eval.evaluator_epochs == 3
+    with pytest.raises(ConfigError, match="eval.evaluator_epochs sets how an evaluator is trained here"):
+        from_dict({"eval": {"evaluator_epochs": 4}})

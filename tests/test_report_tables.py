@@ -140,3 +140,12 @@ def test_sweep_tables_read_back_as_written(tmp_path):
     read = aggregate._read_csv(path)
     pd.testing.assert_frame_equal(read, frame)
     assert not np.isfinite(read.loc[0, "p_holm"])
+
+
+def test_the_evaluator_line_reads_runs_scored_before_and_after_held_out_figures():
+    from gan_core.reporting.prose import evaluator_line
+    new = {"evaluator": {"version": "v", "source": "s", "held_out": 0.5, "held_out_name": "held-out accuracy"},
+           "seconds": 2}
+    old = {"evaluator": {"version": "v", "source": "s", "test_accuracy": 0.9}, "seconds": 2}
+    assert evaluator_line(new) == "Evaluator v, s; held-out accuracy 50.00%. Scoring took 2 s."
+    assert evaluator_line(old) == "Evaluator v, s; test accuracy 90.00%. Scoring took 2 s."

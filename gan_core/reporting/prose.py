@@ -118,3 +118,11 @@ def _class_sentences(final: dict[str, Any]) -> list[str]:
         lines.append(", ".join(f"{v:.0%} look like {c}" for c, v in outside.items())
                      + (", a class" if len(outside) == 1 else ", classes") + " not trained on.")
     return lines
+
+
+def evaluator_line(result: dict[str, Any]) -> str:
+    """The evaluator that scored a run, with its held-out figure, and the scoring time (a run
+    scored by an older gan_core names the figure ``test_accuracy``)."""
+    e = result["evaluator"]
+    figure, name = e.get("held_out", e.get("test_accuracy")), e.get("held_out_name", "test accuracy")
+    return f"Evaluator {e['version']}, {e['source']}; {name} {figure:.2%}. Scoring took {result['seconds']} s."
