@@ -117,11 +117,12 @@ def train_trained(config: Any, recipe: dict[str, Any], log: Callable[[str], None
     labels = targets(data) if recipe["labelled"] else torch.zeros(len(data), dtype=torch.long)
     log(f"training the {recipe['method']} evaluator of {config.data.root or config.data.name} on {len(train):,} "
         f"images at {recipe['size']} px, {recipe['epochs']} epochs (once; cached)")
-    x, y = decode(data, train), labels[train]
-    x_test, y_test = decode(data, test), labels[test]
+    # channels_last: 1.3x faster per training step on a CPU (measured, AVX2, 64 and 128 px)
+    x = decode(data, train).contiguous(memory_format=torch.channels_last)
+    y, x_test, y_test = labels[train], decode(data, test), labels[test]
     train = torch.arange(len(x))
     torch.manual_seed(recipe["seed"])
-    model = Evaluator(recipe["channels"], len(classes))
+    model = Evaluator(recipe["channels"], len(classes)).to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=recipe["lr"])
     gen = torch.Generator().manual_seed(recipe["seed"])
     bs = min(recipe["batch_size"], len(train))
