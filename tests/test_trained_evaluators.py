@@ -22,6 +22,12 @@ def test_labels_from_class_folders(tmp_path):
     assert not evaluators.own_recipe(_user_config(tmp_path / "art", tmp_path, 32))["labelled"]
 
 
+def test_stride_two_above_48_px(tmp_path):
+    root = shapes_folder(tmp_path / "shapes", per_class=3)
+    strides = {size: evaluators.own_recipe(_user_config(root, tmp_path, size))["stride"] for size in (28, 32, 56, 64, 128)}
+    assert strides == {28: 1, 32: 1, 56: 2, 64: 2, 128: 2}
+
+
 def test_fingerprint_follows_the_files(tmp_path):
     root = shapes_folder(tmp_path / "shapes", per_class=3, size=16)
     config = _config(root)
@@ -71,6 +77,7 @@ def test_labelled_folder_trains_a_classifier_and_scores(tmp_path):
     lines = []
     model, info = trained.load_trained(config, lines.append, epochs=6, batch_size=32)
     assert info["labelled"] and info["classes"] == ["class_0", "class_1", "class_2"]
+    assert model.body[0].stride == (2, 2)  # 64 px: the first convolution halves the size
     assert info["held_out"] >= 0.9, lines
     assert "with labels (3 class folders)" in info["source"] and info["held_out_name"] == "held-out accuracy"
     real, real_classes = features_and_classes(model, _images(config))

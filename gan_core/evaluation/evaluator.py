@@ -35,17 +35,19 @@ from ..rundir import compute_once, write_json
 class Evaluator(nn.Module):
     """A small CNN classifier; ``features`` is its 128-d penultimate layer.
 
-    Input (B, C, S, S) in [-1, 1] at the data set's evaluator size S (28 or 32).
+    Input (B, C, S, S) in [-1, 1] at the data set's evaluator size S (28 or 32; a trained
+    evaluator's at the data's own size, 28-128). ``stride``: the first convolution's; 2 halves
+    the size the rest of the network works at (a quarter of the work), for inputs above 48 px.
     """
 
     num_features = 128  # read by torchmetrics, so it does not probe with a dummy image
 
-    def __init__(self, channels: int, classes: int):
+    def __init__(self, channels: int, classes: int, stride: int = 1):
         super().__init__()
-        def block(cin: int, cout: int) -> list[nn.Module]:
-            return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(True)]
+        def block(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
+            return [nn.Conv2d(cin, cout, 3, stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(True)]
         self.body = nn.Sequential(  # (B, C, S, S) -> (B, 128, 3, 3)
-            *block(channels, 32), nn.MaxPool2d(2),
+            *block(channels, 32, stride), nn.MaxPool2d(2),
             *block(32, 64), nn.MaxPool2d(2), *block(64, 128), nn.AdaptiveAvgPool2d(3), nn.Flatten(),
             nn.Dropout(0.3), nn.Linear(128 * 9, self.num_features), nn.ReLU(True))
         self.head = nn.Linear(self.num_features, classes)

@@ -8,7 +8,8 @@ With labels (2 or more class subfolders, or Flowers102's targets) the evaluator 
 Simple Framework for Contrastive Learning of Visual Representations": two augmented views per
 image -- random resized crops, flips, colour jitter -- and the NT-Xent loss); its held-out figure
 is the top-1 positive-pair retrieval accuracy on held-out images, and the class-based scores are
-left out. The network reads the data at its own size and channels (its pooling is adaptive).
+left out. The network reads the data at its own size and channels (its pooling is adaptive;
+above 48 px its first convolution has stride 2: ``evaluators.own_recipe``).
 
 Cached under the evaluator cache, keyed by ``evaluators.fingerprint`` (the data's files) and the
 recipe; computed once under the lock (``rundir.compute_once``); a truncated file is recomputed.
@@ -122,7 +123,7 @@ def train_trained(config: Any, recipe: dict[str, Any], log: Callable[[str], None
     y, x_test, y_test = labels[train], decode(data, test), labels[test]
     train = torch.arange(len(x))
     torch.manual_seed(recipe["seed"])
-    model = Evaluator(recipe["channels"], len(classes)).to(memory_format=torch.channels_last)
+    model = Evaluator(recipe["channels"], len(classes), recipe["stride"]).to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=recipe["lr"])
     gen = torch.Generator().manual_seed(recipe["seed"])
     bs = min(recipe["batch_size"], len(train))
@@ -168,7 +169,7 @@ def load_trained(config: Any, log: Callable[[str], None] = print, **how: Any) ->
 
     state = compute_once(trained_path(config, recipe), lambda: {**train_trained(config, recipe, log), "recipe_hash": key},
                          to_bytes, load, log)
-    model = Evaluator(state["channels"], len(state["classes"]))
+    model = Evaluator(state["channels"], len(state["classes"]), recipe["stride"])
     model.load_state_dict(state["weights"])
     info = evaluators.identity(config)
     if how:  # not the config's own recipe: named by its own hash

@@ -176,7 +176,11 @@ def shipped_digest(name: str) -> str:
 
 
 # ---- evaluators trained from a data set's own images (issue 33): what identifies the data, torch-free ----
-TRAINED_VERSION = 1  # bump when the trained evaluators' recipe changes: their caches are then retrained
+# bump when the trained evaluators' recipe changes: their caches are then retrained (2: stride 2 above 48 px)
+TRAINED_VERSION = 2
+# above this size the trained evaluator's first convolution has stride 2: a quarter of the work
+# (measured on an AVX2 CPU: 3.8x faster per training step at 64 px, 4.8x at 128 px; features 4.3x)
+STRIDE_ABOVE = 48
 OWN_EPOCHS = 2  # epochs of an evaluator trained from a data set's own images, unless eval.evaluator_epochs
 # the fewest images an evaluator is trained from: a tenth is held out as the real reference of the
 # scores, and fewer than 50 real images give no usable FD or k-NN manifold
@@ -262,7 +266,7 @@ def own_recipe(config: Any) -> dict[str, Any]:
     is_labelled = classes is None or classes >= 2
     return {"version": TRAINED_VERSION, "data": c.name, "fingerprint": fingerprint(config, found),
             "labelled": is_labelled, "classes": classes, "split": c.split, "size": c.image_size,
-            "channels": c.channels or 3, "center_crop": c.center_crop,
+            "channels": c.channels or 3, "center_crop": c.center_crop, "stride": 2 if c.image_size > STRIDE_ABOVE else 1,
             "epochs": config.eval.evaluator_epochs or OWN_EPOCHS, "subset": config.eval.evaluator_subset,
             "batch_size": 128, "lr": 1e-3, "seed": 0, "method": "classifier" if is_labelled else "simclr"}
 
