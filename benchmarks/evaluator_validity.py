@@ -1,7 +1,7 @@
 """Issue 33, "validated, not assumed": do evaluators trained from a folder rank generators as the shipped one does?
 
     nice python benchmarks/evaluator_validity.py [--work /tmp/evaluator_validity] [--data fashion-mnist digits]
-        [--seeds 0 1 2] [--samples 5000] [--threads 1] [--figure docs/img/evaluator_validity.png]
+        [--seeds 0 1 2] [--samples 5000] [--threads 1] [--size 28] [--figure docs/img/evaluator_validity.png]
         [--json docs/reference/evaluator_validity.json]
 
 For each data set (Fashion-MNIST; scikit-learn's 8x8 digits) it writes the training split as PNGs
@@ -9,7 +9,9 @@ into two image folders under ``--work`` (never the repository): ``labelled/`` wi
 per class, ``unlabelled/all/`` with the same files as one folder. Each gets its evaluator exactly
 as a user's folder does: ``trained.load_trained`` with a config whose ``data.name`` is imagefolder
 and ``data.root`` the folder (a classifier for the first, SimCLR for the second), at the recipe's
-defaults. Then it scores generators of varied quality with those two and with the shipped
+defaults, at ``--size`` (default 28, the data's own; 64 reads the PNGs resized to 64 px, as a
+user's ``data.image_size: 64`` does, and upsamples every image the trained evaluators score alike:
+the network of folders above 48 px, whose first convolution has stride 2). Then it scores generators of varied quality with those two and with the shipped
 evaluator (``fashion-mnist-v3``, ``digits-v3``):
 
 - the main job's model (params/quick.yaml), trained by the project's trainer for ``--seeds``,
@@ -93,9 +95,9 @@ def export_folders(name: str, work: Path) -> tuple[Path, Path]:
     return labelled, unlabelled
 
 
-def folder_config(root: Path, cache: Path) -> Config:
-    """What a user writes for their folder: imagefolder, its root, the generators' size; the rest default."""
-    return from_dict({"data": {"name": "imagefolder", "root": str(root), "image_size": SIZE},
+def folder_config(root: Path, cache: Path, size: int) -> Config:
+    """What a user writes for their folder: imagefolder, its root, a size; the rest default."""
+    return from_dict({"data": {"name": "imagefolder", "root": str(root), "image_size": size},
                       "eval": {"cache_dir": str(cache)}}, "evaluator_validity")
 
 
@@ -148,22 +150,27 @@ def feature_fns(name: str, args: argparse.Namespace, log: Callable[[str], None])
     config = from_dict({"data": {"name": name}}, "evaluator_validity")
     shipped, shipped_info = load_evaluator(config, log)
     fns = {"shipped": lambda x: features_and_classes(shipped, to_evaluator_input(x, config))[0]}
-    infos = {"shipped": {"version": shipped_info["version"], "held_out": shipped_info["test_accuracy"],
+    infos = {"shipped": {"version": shipped_info["version"], "held_out": shipped_info["held_out"],
                          "held_out_name": "test accuracy"}}
     for kind, root in zip(("labelled", "unlabelled"), export_folders(name, args.work)):
         start = time.perf_counter()
-        model, info = trained.load_trained(folder_config(root, args.work / "cache"), log)
-        channels = info["recipe"]["channels"]
-        fns[kind] = grey_to(model, channels)
+        model, info = trained.load_trained(folder_config(root, args.work / "cache", args.size), log)
+        fns[kind] = grey_to(model, info["recipe"]["channels"], args.size)
         infos[kind] = {"version": info["version"], "source": info["source"], "held_out": info["held_out"],
                        "seconds_to_load_or_train": round(time.perf_counter() - start, 1)}
     return fns, infos, shipped, config
 
 
-def grey_to(model: Any, channels: int) -> Callable[[torch.Tensor], torch.Tensor]:
+def grey_to(model: Any, channels: int, size: int) -> Callable[[torch.Tensor], torch.Tensor]:
     """A trained evaluator's features of grey images (N, 1, 28, 28), given the channels it reads
-    (RGB by default: a folder of grey PNGs is read as RGB unless data.channels says 1)."""
-    return lambda x: features_and_classes(model, x.expand(-1, channels, -1, -1).contiguous())[0]
+    (RGB by default: a folder of grey PNGs is read as RGB unless data.channels says 1) and its
+    size (other than 28: resized as the data loader resizes an in-memory set)."""
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        if size != SIZE:
+            x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True,
+                                                align_corners=False).clamp(-1, 1)
+        return features_and_classes(model, x.expand(-1, channels, -1, -1).contiguous())[0]
+    return fn
 
 
 def score_all(sets: dict[str, torch.Tensor], reference: torch.Tensor, fns: dict, config: Config) -> dict[str, dict]:
@@ -220,15 +227,16 @@ def validate(name: str, args: argparse.Namespace, log: Callable[[str], None]) ->
     sets["floor (held-out real)"] = test[n:2 * n]
     sets["floor (train real)"] = train_images.sample(n, seed=0)
     scores = score_all(sets, test[:n], fns, config)
-    return {"data": name, "n": n, "evaluators": infos, "generators": generators, "kinds": kinds,
+    return {"data": name, "size": args.size, "n": n, "evaluators": infos, "generators": generators, "kinds": kinds,
             "scores": scores, "checks": checks(scores, generators), "seconds": round(time.perf_counter() - start, 1)}
 
 
 # ---- output --------------------------------------------------------------------------------------
 def table(result: dict[str, Any]) -> str:
     """Markdown: one row per generator and floor, FD per evaluator; then the checks per evaluator."""
+    at = f" at {result['size']} px" if result.get("size", SIZE) != SIZE else ""
     s, names = result["scores"], {"shipped": result["evaluators"]["shipped"]["version"],
-                                  "labelled": "trained, labelled", "unlabelled": "trained, SimCLR"}
+                                  "labelled": f"trained, labelled{at}", "unlabelled": f"trained, SimCLR{at}"}
     lines = [f"| {result['data']}, n = {result['n']:,} | " + " | ".join(f"FD {names[k]}" for k in EVALUATORS) + " |",
              "|---|" + "---:|" * len(EVALUATORS)]
     for g in [*result["generators"], "floor (held-out real)", "floor (train real)"]:
@@ -268,7 +276,8 @@ def figure(results: list[dict[str, Any]], path: Path) -> None:
                        label="held-out real (floor)")
             ax.set(xscale="log", yscale="log", xlabel=f"FD, shipped {result['evaluators']['shipped']['version']}",
                    ylabel=f"FD, trained {'classifier' if kind == 'labelled' else 'SimCLR'}",
-                   title=f"{result['data']} as {'class folders' if kind == 'labelled' else 'one folder'}\n"
+                   title=f"{result['data']} as {'class folders' if kind == 'labelled' else 'one folder'}"
+                         f"{'' if result.get('size', SIZE) == SIZE else ' at %d px' % result['size']}\n"
                          f"Spearman {result['checks'][kind]['spearman']:.2f} over {len(result['generators'])} "
                          f"generators, n = {result['n']:,}")
             ax.grid(True, which="both", alpha=0.3)
@@ -290,8 +299,10 @@ def main() -> None:
     ap.add_argument("--digits-epochs", type=int, nargs="+", default=[1, 3, 10, 30], help="digits: the snapshots scored")
     ap.add_argument("--samples", type=int, default=5000, help="samples per score (capped at half the test split)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: least harm on a shared machine)")
-    ap.add_argument("--figure", type=Path, default=None, help="default WORK/evaluator_validity.png")
-    ap.add_argument("--json", type=Path, default=None, help="default WORK/evaluator_validity.json")
+    ap.add_argument("--size", type=int, default=SIZE,
+                    help="the image_size of the folders' configs (28: the data's own; 64: resized, stride 2)")
+    ap.add_argument("--figure", type=Path, default=None, help="default WORK/evaluator_validity[-SIZEpx].png")
+    ap.add_argument("--json", type=Path, default=None, help="default WORK/evaluator_validity[-SIZEpx].json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
@@ -303,11 +314,12 @@ def main() -> None:
         result["load"] = uptime()
         results.append(result)
         log(f"\n{table(result)}\n({result['seconds']:.0f} s; {result['load']})\n")
-    out = args.json or args.work / "evaluator_validity.json"
+    stem = "evaluator_validity" + ("" if args.size == SIZE else f"-{args.size}px")
+    out, drawn = args.json or args.work / f"{stem}.json", args.figure or args.work / f"{stem}.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1))
-    figure(results, args.figure or args.work / "evaluator_validity.png")
-    log(f"wrote {out} and {args.figure or args.work / 'evaluator_validity.png'}")
+    figure(results, drawn)
+    log(f"wrote {out} and {drawn}")
 
 
 if __name__ == "__main__":
