@@ -149,3 +149,31 @@ def test_a_run_on_one_unlabelled_folder_is_scored_without_class_scores(tmp_path,
     assert result["floor"]["fd"] < result["final"]["fd"]
     assert result["note"] == NO_CLASSES and NO_CLASSES in score_reading(result)
     assert len(result["over_training"]) == 3  # the floor and two epochs
+
+
+@pytest.mark.slow  # ~40 s: the digits as folders, two trained evaluators, four small generators
+def test_the_validity_benchmark_runs_on_the_digits(tmp_path):
+    """benchmarks/evaluator_validity.py end to end on the digits, scaled down (one seed, one
+    snapshot): what it writes, and the floor and noise each evaluator must separate."""
+    import argparse
+    import importlib.util
+
+    from pathlib import Path
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "evaluator_validity.py"
+    spec = importlib.util.spec_from_file_location("evaluator_validity", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    args = argparse.Namespace(work=tmp_path, seeds=[0], digits_epochs=[3], epochs=1, samples=148, threads=1,
+                              size=bench.SIZE)
+    result = bench.validate("digits", args, lambda line: None)
+    assert result["generators"] == ["s0 epoch 3", "early (20 steps)", "early (60 steps)",
+                                    "mode-dropping (3 classes)", "mode-dropping (1 class)", "noise"]
+    assert result["evaluators"]["shipped"]["held_out"] > 0.9
+    for kind in bench.EVALUATORS:
+        found = result["checks"][kind]
+        assert found["floor_below_all"], (kind, found)
+        assert found["noise"] > found["floor_heldout"] * 5, (kind, found)
+        assert -1 <= found["spearman"] <= 1
+    assert "| held-out floor below every generator | yes" in bench.table(result)
+    bench.figure([result], tmp_path / "validity.png")
+    assert (tmp_path / "validity.png").stat().st_size > 10_000
