@@ -75,11 +75,18 @@ def run_all(page, url: str, notebook: str, timeout_s: float = 300) -> None:
     page.goto(f"{url}/lab/tree/{notebook}?reset&token={TOKEN}")  # reset: no tabs restored from before
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=90_000)
+    # the notebook names this environment's kernel: JupyterLab starts it with no "Select Kernel" (or
+    # any other) dialog. On a loaded machine the toolbar says "No Kernel" for a while after the
+    # indicator first reads idle: wait for a kernel or a dialog, whichever comes first.
+    name = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-KernelName").first
+    deadline = time.monotonic() + 90
     time.sleep(2)  # a dialog JupyterLab would open comes with the kernel's start
-    # the notebook names this environment's kernel: no "Select Kernel" (or any other) dialog
+    while (page.locator(".jp-Dialog").count() == 0 and name.inner_text() in ("", "No Kernel")
+           and time.monotonic() < deadline):
+        time.sleep(1)
     assert page.locator(".jp-Dialog").count() == 0, page.locator(".jp-Dialog").all_inner_texts()
-    kernel = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-KernelName").first.inner_text()
-    assert kernel == "Python 3 (GAN Workbook)", kernel
+    assert name.inner_text() == "Python 3 (GAN Workbook)", name.inner_text()
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=90_000)
     page.get_by_role("menuitem", name="Run", exact=True).click()
     page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
     deadline = time.monotonic() + timeout_s
