@@ -11,8 +11,9 @@ as a user's folder does: ``trained.load_trained`` with a config whose ``data.nam
 and ``data.root`` the folder (a classifier for the first, SimCLR for the second), at the recipe's
 defaults, at ``--size`` (default 28, the data's own; 64 reads the PNGs resized to 64 px, as a
 user's ``data.image_size: 64`` does, and upsamples every image the trained evaluators score alike:
-the network of folders above 48 px, whose first convolution has stride 2). Then it scores generators of varied quality with those two and with the shipped
-evaluator (``fashion-mnist-v3``, ``digits-v3``):
+the network of folders above 48 px, whose first convolution has stride 2). Then it scores
+generators of varied quality with those two and with the shipped evaluator (``fashion-mnist-v3``,
+``digits-v3``):
 
 - the main job's model (params/quick.yaml), trained by the project's trainer for ``--seeds``,
   a snapshot after every epoch (digits: the epochs of ``--digits-epochs``);
