@@ -155,23 +155,13 @@ def feature_fns(name: str, args: argparse.Namespace, log: Callable[[str], None])
                          "held_out_name": "test accuracy"}}
     for kind, root in zip(("labelled", "unlabelled"), export_folders(name, args.work)):
         start = time.perf_counter()
-        model, info = trained.load_trained(folder_config(root, args.work / "cache", args.size), log)
-        fns[kind] = grey_to(model, info["recipe"]["channels"], args.size)
+        folder = folder_config(root, args.work / "cache", args.size)
+        model, info = trained.load_trained(folder, log)
+        # the folder's size and channels (RGB unless data.channels says 1), as a run's samples get them
+        fns[kind] = lambda x, model=model, folder=folder: features_and_classes(model, to_evaluator_input(x, folder))[0]
         infos[kind] = {"version": info["version"], "source": info["source"], "held_out": info["held_out"],
                        "seconds_to_load_or_train": round(time.perf_counter() - start, 1)}
     return fns, infos, shipped, config
-
-
-def grey_to(model: Any, channels: int, size: int) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A trained evaluator's features of grey images (N, 1, 28, 28), given the channels it reads
-    (RGB by default: a folder of grey PNGs is read as RGB unless data.channels says 1) and its
-    size (other than 28: resized as the data loader resizes an in-memory set)."""
-    def fn(x: torch.Tensor) -> torch.Tensor:
-        if size != SIZE:
-            x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True,
-                                                align_corners=False).clamp(-1, 1)
-        return features_and_classes(model, x.expand(-1, channels, -1, -1).contiguous())[0]
-    return fn
 
 
 def score_all(sets: dict[str, torch.Tensor], reference: torch.Tensor, fns: dict, config: Config) -> dict[str, dict]:

@@ -151,7 +151,7 @@ def test_a_run_on_one_unlabelled_folder_is_scored_without_class_scores(tmp_path,
     assert len(result["over_training"]) == 3  # the floor and two epochs
 
 
-@pytest.mark.slow  # ~40 s: the digits as folders, two trained evaluators, four small generators
+@pytest.mark.slow  # ~40 s: the digits as folders, two trained evaluators, three small generators
 def test_the_validity_benchmark_runs_on_the_digits(tmp_path):
     """benchmarks/evaluator_validity.py end to end on the digits, scaled down (one seed, one
     snapshot): what it writes, and the floor and noise each evaluator must separate."""
